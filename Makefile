@@ -1,0 +1,144 @@
+# Beacon: one GNU Makefile (no autotools, no CMake).
+#
+#   make               build/beacond (optimised)
+#   make test          install deps, format check, dependency check, then
+#                      unit tests, fuzz-corpus replay and integration tests,
+#                      all built with -fsanitize=address,undefined
+#   make fuzz          run each libFuzzer target for FUZZ_SECONDS
+#   make format        reformat with clang-format
+#   make bench         single-node benchmark (bench/kv-bench.sh)
+
+CC       ?= cc
+SANCC    ?= clang
+PKGS     := libuv sqlite3 jansson libmicrohttpd raft libsodium
+RAFT_MIN := 0.17.1
+
+WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
+	    -Wmissing-prototypes -Wformat=2 -Wimplicit-fallthrough -Wvla
+CFLAGS   ?= -O2 -g
+CPPFLAGS := -std=c11 -D_GNU_SOURCE -I. -MMD -MP
+SANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
+	    -fno-sanitize-recover=undefined
+
+# Modules, each an archive; beacond, tests and fuzzers link the same ones.
+MODULES  := server raft kv common
+LIBSRC_server := $(filter-out server/main.c,$(wildcard server/*.c))
+LIBSRC_raft   := $(wildcard raft/*.c)
+LIBSRC_kv     := $(wildcard kv/*.c)
+LIBSRC_common := $(wildcard common/*.c)
+
+B  := build
+BS := build/san
+
+.PHONY: all deps check-raft test check unit fuzz-replay integration fuzz \
+	format format-check check-deps check-headers clean bench install
+all: deps $(B)/beacond
+
+deps:
+	@bash deploy/install-deps.sh
+	@$(MAKE) --no-print-directory check-raft
+
+check-raft:
+	@pkg-config --atleast-version=$(RAFT_MIN) raft || { \
+	  echo "error: libraft >= $(RAFT_MIN) is required (found: $$(pkg-config --modversion raft 2>/dev/null || echo none))."; \
+	  echo "       0.15.0 can lose acknowledged writes. Run deploy/install-deps.sh as root."; exit 1; }
+
+# pkg-config runs lazily: after deps installed the packages.
+PKG_CFLAGS = $(shell pkg-config --cflags $(PKGS))
+PKG_LIBS   = $(shell pkg-config --libs $(PKGS)) -lm
+
+define module_rules
+$(B)/$(1).a: $(patsubst %.c,$(B)/%.o,$(LIBSRC_$(1)))
+	@rm -f $$@
+	$(AR) rcs $$@ $$^
+$(BS)/$(1).a: $(patsubst %.c,$(BS)/%.o,$(LIBSRC_$(1)))
+	@rm -f $$@
+	$(AR) rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call module_rules,$(m))))
+
+ARCHIVES    := $(foreach m,$(MODULES),$(B)/$(m).a)
+SANARCHIVES := $(foreach m,$(MODULES),$(BS)/$(m).a)
+
+$(B)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(WARN) -c $< -o $@
+
+$(BS)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(SANCC) $(CPPFLAGS) $(PKG_CFLAGS) $(SANFLAGS) $(WARN) -c $< -o $@
+
+$(B)/beacond: $(B)/server/main.o $(ARCHIVES)
+	$(CC) $(CFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(BS)/beacond: $(BS)/server/main.o $(SANARCHIVES)
+	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS)
+
+# ---- unit tests (Check), under the sanitizers -------------------------------
+UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(BS)/tests/unit/%,$(UNIT_SRC))
+TESTLIB   := $(patsubst %.c,$(BS)/%.o,$(wildcard tests/lib/*.c))
+
+$(BS)/tests/unit/%: $(BS)/tests/unit/%.o $(TESTLIB) $(SANARCHIVES)
+	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) $$(pkg-config --libs check)
+
+unit: deps $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; CK_VERBOSITY=normal $$t; done
+
+# ---- fuzz targets -------------------------------------------------------------
+FUZZ_SRC  := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_NAMES := $(patsubst tests/fuzz/fuzz_%.c,%,$(FUZZ_SRC))
+FUZZ_SECONDS ?= 60
+
+# Replay binaries: the target plus a main() that runs the committed corpus.
+$(BS)/tests/fuzz/replay_%: $(BS)/tests/fuzz/fuzz_%.o $(BS)/tests/fuzz/replay_main.o $(SANARCHIVES)
+	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS)
+
+$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SANARCHIVES)
+	@mkdir -p $(dir $@)
+	$(SANCC) $(CPPFLAGS) $(PKG_CFLAGS) $(SANFLAGS) -fsanitize=fuzzer $(WARN) -o $@ $^ $(PKG_LIBS)
+
+fuzz-replay: deps $(patsubst %,$(BS)/tests/fuzz/replay_%,$(FUZZ_NAMES))
+	@set -e; for f in $(FUZZ_NAMES); do \
+	  $(BS)/tests/fuzz/replay_$$f tests/fuzz/corpus/$$f; done
+
+fuzz: deps $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_NAMES))
+	@set -e; for f in $(FUZZ_NAMES); do \
+	  mkdir -p $(B)/fuzz/corpus-$$f; \
+	  $(B)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f; done
+
+# ---- integration tests: real beacond processes, curl and python3-consul -----
+integration: deps $(BS)/beacond
+	BEACOND=$(CURDIR)/$(BS)/beacond /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cluster
+
+# ---- style and structure ------------------------------------------------------
+SRC_ALL := $(shell find common server raft kv health dns client tests -name '*.[ch]' 2>/dev/null)
+
+format:
+	clang-format -i $(SRC_ALL)
+
+format-check:
+	@clang-format --dry-run --Werror $(SRC_ALL)
+
+# Dependencies point one way (STYLE.md §1).
+check-deps:
+	@bad=$$(grep -lE '#include <uv\.h>' $$(find common kv health dns -name '*.[ch]' ! -name '*_io.c') 2>/dev/null); \
+	 bad="$$bad $$(grep -lE '#include <microhttpd\.h>' $$(find common kv health dns raft -name '*.[ch]') 2>/dev/null)"; \
+	 bad="$$bad $$(grep -lE '#include <raft\.h>|#include <raft/' $$(find common kv health dns server -name '*.[ch]') 2>/dev/null)"; \
+	 bad="$$bad $$(grep -lE '#include "(server|raft|health|dns)/' $$(find common kv -name '*.[ch]') 2>/dev/null)"; \
+	 bad=$$(echo $$bad); if [ -n "$$bad" ]; then echo "check-deps: forbidden include in: $$bad"; exit 1; fi
+
+check-headers:
+	@set -e; for h in $$(find common server raft kv -name '*.h'); do \
+	  echo "#include \"$$h\"" | $(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(WARN) -x c -fsyntax-only - ; done
+
+test check: deps format-check check-deps check-headers unit fuzz-replay integration
+	@echo "make test: all suites passed"
+
+bench: all
+	bash bench/kv-bench.sh
+
+clean:
+	rm -rf build
+
+-include $(shell find build -name '*.d' 2>/dev/null)

@@ -1,0 +1,155 @@
+/* The key/value state: keys, values, CAS, prefix queries, tombstones and the
+ * record of what changed for blocking queries.
+ *
+ * Pure logic over a borrowed SQLite connection: no HTTP, no Raft. The raft
+ * module calls kv_apply() for committed commands, in log order, on every
+ * server; the server module calls the read functions.
+ *
+ * Indexes are Raft log indexes. A key's index is its ModifyIndex; a missing
+ * key's index is its tombstone's (or 1); a prefix's index is the largest
+ * ModifyIndex or tombstone index under it (or 1). So a watcher of a key or a
+ * prefix sees the index move only when something under it changed, and a
+ * delete moves it forward (tombstones keep it monotonic). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+
+struct sqlite3;
+struct kv_store;
+
+#define KV_MAX_KEY_LEN	 1024
+#define KV_MAX_VALUE_LEN 524288 /* Consul's kv_max_value_size */
+#define KV_MAX_TXN_OPS	 128
+
+/* Check @key[0..len) against Beacon's key grammar: 1..KV_MAX_KEY_LEN bytes of
+ * valid UTF-8, no control characters (< 0x20, 0x7f), no leading '/', no "//".
+ * With @prefix, the empty string is allowed too. On violation returns
+ * BCN_EINVAL and points @why at a static one-line reason. */
+int kv_key_check(const char *key, size_t len, bool prefix,
+		 const char **why) BCN_MUST_CHECK;
+
+/* Open the KV tables on @db (borrowed; must outlive the store), creating them
+ * if needed. Returns 0, BCN_ENOMEM or BCN_EIO (details in @errmsg). */
+int kv_store_open(struct kv_store **out, struct sqlite3 *db,
+		  char *errmsg) BCN_MUST_CHECK;
+void kv_store_close(struct kv_store *s);
+
+struct kv_entry {
+	char *key;   /* owned, NUL-terminated */
+	void *value; /* owned; NULL when empty */
+	size_t value_len;
+	uint64_t flags;
+	uint64_t create_index;
+	uint64_t modify_index;
+	uint64_t lock_index;
+	char *session; /* owned; NULL when unlocked */
+};
+
+void kv_entry_close(struct kv_entry *e);
+
+/* A list of entries owned by the caller. */
+struct kv_list {
+	struct kv_entry *items;
+	size_t n, cap;
+};
+
+void kv_list_close(struct kv_list *l);
+
+/* Read @key. Returns 0 and fills @out (close it with kv_entry_close()),
+ * BCN_ENOTFOUND, BCN_ENOMEM or BCN_EIO. @index, if not NULL, gets the key's
+ * index as defined above, found or not. */
+int kv_get(struct kv_store *s, const char *key, struct kv_entry *out,
+	   uint64_t *index) BCN_MUST_CHECK;
+
+/* Append every entry whose key starts with @prefix to @out, sorted by key.
+ * With @keys_only, values are not loaded. @index gets the prefix's index. */
+int kv_list(struct kv_store *s, const char *prefix, bool keys_only,
+	    struct kv_list *out, uint64_t *index) BCN_MUST_CHECK;
+
+/* Consul's ?keys&separator: the distinct key names under @prefix, each cut
+ * after the first @sep that follows the prefix (no cut when @sep is empty).
+ * Results are owned by @out as kv_entry.key with no value. */
+int kv_keys(struct kv_store *s, const char *prefix, const char *sep,
+	    struct kv_list *out, uint64_t *index) BCN_MUST_CHECK;
+
+/* The index of @prefix (or of one key with @exact). */
+int kv_index(struct kv_store *s, const char *key, bool exact,
+	     uint64_t *index) BCN_MUST_CHECK;
+
+/* Number of keys and bytes of values stored. */
+int kv_stats(struct kv_store *s, uint64_t *keys,
+	     uint64_t *bytes) BCN_MUST_CHECK;
+
+/* Operations, as in Consul's /v1/txn KV verbs. A plain PUT is one KV_SET, a
+ * PUT ?cas one KV_CAS, and so on. */
+enum kv_verb {
+	KV_SET = 1,
+	KV_CAS,
+	KV_GET,
+	KV_GET_TREE,
+	KV_CHECK_INDEX,
+	KV_CHECK_NOT_EXISTS,
+	KV_DELETE,
+	KV_DELETE_TREE,
+	KV_DELETE_CAS,
+	KV_VERB_NR
+};
+
+/* Parse a Consul verb name ("set", "delete-tree", ...). Returns 0 if unknown;
+ * "lock", "unlock" and "check-session" are not supported (yet). */
+enum kv_verb kv_verb_parse(const char *name);
+
+/* True if the verb writes. */
+bool kv_verb_writes(enum kv_verb v);
+
+struct kv_op {
+	enum kv_verb verb;
+	const char *key;   /* borrowed, NUL-terminated */
+	const void *value; /* borrowed */
+	size_t value_len;
+	uint64_t flags;
+	uint64_t index; /* for cas, check-index, delete-cas */
+};
+
+/* Outcome of kv_apply(). */
+struct kv_result {
+	bool ok;		/* false: an op failed and nothing changed */
+	size_t failed_op;	/* with !ok: which op */
+	char what[300];		/* with !ok: Consul's reason text */
+	struct kv_list entries; /* result entries, in op order */
+};
+
+void kv_result_init(struct kv_result *r);
+void kv_result_close(struct kv_result *r);
+
+/* Apply @ops all-or-nothing at Raft index @index. Deterministic: everything
+ * comes from @ops. A failed check or CAS is a normal outcome (@res->ok false,
+ * return 0). Returns BCN_ENOMEM or BCN_EIO only for local failures, after
+ * which the store is unchanged. @res may be NULL when nobody waits for the
+ * outcome (a follower): then no result entries are copied. */
+int kv_apply(struct kv_store *s, const struct kv_op *ops, size_t n,
+	     uint64_t index, struct kv_result *res) BCN_MUST_CHECK;
+
+/* Drop tombstones whose index is <= @before. Deterministic. */
+int kv_reap(struct kv_store *s, uint64_t before) BCN_MUST_CHECK;
+
+/* What changed since the last kv_changes_take(), for waking blocking queries.
+ * @all is true when the whole state was replaced (restore). The keys are
+ * sorted and stay valid until the next kv_changes_take() or kv_apply(). */
+struct kv_changes {
+	char **keys;
+	size_t n;
+	bool all;
+};
+
+void kv_changes_take(struct kv_store *s, struct kv_changes *out);
+void kv_changes_mark_all(struct kv_store *s);
+
+/* True if a change of @key can affect a query on @watched (a key, or a prefix
+ * when !@exact), given @c. */
+bool kv_changes_match(const struct kv_changes *c, const char *watched,
+		      bool exact);

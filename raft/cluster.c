@@ -1,0 +1,824 @@
+/* libraft wiring and the FSM.
+ *
+ * Happy path of a write: cluster_propose_kv() encodes the ops and calls
+ * raft_apply(); once the entry commits, fsm_apply() runs kv_apply() at the
+ * entry's index inside the turn's batch transaction and, when this server
+ * holds the proposal, writes the outcome straight into it; then libraft
+ * fires apply_cb() and the proposer answers its client.
+ *
+ * Why results are not returned through libraft's `result` pointer: on
+ * followers (and for proposals already failed) nobody receives it, so a
+ * heap result would leak. The FSM finds the waiting proposal by index
+ * instead.
+ *
+ * Failure modes: a committed entry that cannot be applied (corrupt, out of
+ * memory, I/O) stops the process, since skipping it would fork this
+ * server's state from the others'. Leadership lost or shutdown while a
+ * proposal waits: BCN_EUNKNOWN, because the entry may still commit. */
+#include "raft/cluster.h"
+
+#include <assert.h>
+#include <raft.h>
+#include <raft/uv.h>
+#include <sodium.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+#include <uv.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "raft/codec.h"
+
+#define MOD "raft"
+
+_Static_assert(sizeof(struct raft_apply) <=
+		   sizeof(((struct cluster_req *)0)->raft_req),
+	       "cluster_req.raft_req too small");
+
+struct cluster {
+	uv_loop_t *loop;
+	struct raft raft;
+	struct raft_io io;
+	struct raft_uv_transport transport;
+	struct raft_fsm fsm;
+	raft_id id;
+	char raft_addr[256];
+	sqlite3 *db;
+	struct kv_store *kv;
+	bool in_batch;
+	uint64_t last_index;	    /* last index applied to the FSM */
+	struct cluster_req pending; /* list head: proposals by index */
+
+	/* Consistent reads: those covered by the barrier in flight, and those
+	 * that arrived after it was issued. */
+	struct raft_barrier read_barrier;
+	bool read_barrier_busy;
+	struct cluster_read *reads_inflight;
+	struct cluster_read *reads_waiting;
+
+	/* Own-term barrier after winning an election. */
+	struct raft_barrier ready_barrier;
+	bool ready_busy;
+	bool leader_seen; /* leader at the last tick */
+	bool ready;
+	uint64_t last_contact; /* uv_now() when a leader was last known */
+	bool ever_contact;
+
+	void (*stop_cb)(void *data);
+	void *stop_data;
+};
+
+uint64_t cluster_node_id(const char *name)
+{
+	/* FNV-1a: stable across versions and machines. */
+	uint64_t h = 1469598103934665603ULL;
+
+	for (; *name != '\0'; name++) {
+		h ^= (unsigned char)*name;
+		h *= 1099511628211ULL;
+	}
+	return h == 0 ? 1 : h;
+}
+
+/* ---- batch transactions ------------------------------------------------ */
+
+static int exec(sqlite3 *db, const char *sqlstr)
+{
+	int rc = sqlite3_exec(db, sqlstr, NULL, NULL, NULL);
+
+	return rc == SQLITE_OK ? 0
+			       : (rc == SQLITE_NOMEM ? BCN_ENOMEM : BCN_EIO);
+}
+
+static void fatal(struct cluster *c, const char *what, int rc)
+{
+	bcn_error(MOD,
+		  "%s at index %llu: %s (%s); stopping so that this "
+		  "server's state cannot diverge",
+		  what, (unsigned long long)c->last_index + 1, bcn_strerror(rc),
+		  sqlite3_errmsg(c->db));
+	fflush(stderr);
+	_exit(70);
+}
+
+static void batch_begin(struct cluster *c)
+{
+	if (c->in_batch)
+		return;
+	int rc = exec(c->db, "BEGIN");
+	if (rc != 0)
+		fatal(c, "begin batch", rc);
+	c->in_batch = true;
+}
+
+static void batch_commit(struct cluster *c)
+{
+	if (!c->in_batch)
+		return;
+	int rc = exec(c->db, "COMMIT");
+	if (rc != 0)
+		fatal(c, "commit batch", rc);
+	c->in_batch = false;
+}
+
+/* ---- FSM ----------------------------------------------------------------- */
+
+static struct cluster_req *pending_find(struct cluster *c, uint64_t index)
+{
+	for (struct cluster_req *r = c->pending.next; r != &c->pending;
+	     r = r->next) {
+		if (r->index == index)
+			return r;
+		if (r->index > index)
+			break;
+	}
+	return NULL;
+}
+
+static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
+		     void **result)
+{
+	struct cluster *c = fsm->data;
+	uint64_t index = raft_last_applied(&c->raft) + 1;
+	struct cluster_req *req;
+	struct cluster_cmd cmd;
+	int rc;
+
+	*result = NULL;
+	assert(index > c->last_index);
+	rc = cluster_cmd_decode(buf->base, buf->len, &cmd);
+	if (rc != 0)
+		fatal(c, "decode entry", rc);
+	batch_begin(c);
+	req = pending_find(c, index);
+	switch (cmd.type) {
+	case CMD_KV:
+		rc = kv_apply(c->kv, cmd.ops, cmd.n_ops, index,
+			      req != NULL ? &req->result : NULL);
+		break;
+	case CMD_REAP:
+		rc = kv_reap(c->kv, cmd.reap_before);
+		break;
+	}
+	cluster_cmd_close(&cmd);
+	if (rc != 0)
+		fatal(c, "apply entry", rc);
+	c->last_index = index;
+	return 0;
+}
+
+static void put_u64(uint8_t *p, uint64_t v)
+{
+	for (int i = 7; i >= 0; i--, v >>= 8)
+		p[i] = (uint8_t)v;
+}
+
+static uint64_t get_u64(const uint8_t *p)
+{
+	uint64_t v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | p[i];
+	return v;
+}
+
+static const char snap_magic[8] = {'B', 'C', 'N', 'S', 'N', 'A', 'P', '1'};
+
+int cluster_snapshot_verify(const void *bufp, size_t len, size_t *img_off,
+			    size_t *img_len, uint64_t *index)
+{
+	const uint8_t *buf = bufp;
+	uint8_t sum[crypto_hash_sha256_BYTES];
+	uint64_t n;
+
+	if (len < CLUSTER_SNAP_HEADER || memcmp(buf, snap_magic, 8) != 0)
+		return BCN_ECORRUPT;
+	n = get_u64(buf + 24);
+	if (n != len - CLUSTER_SNAP_HEADER)
+		return BCN_ECORRUPT;
+	crypto_hash_sha256(sum, buf + CLUSTER_SNAP_HEADER, n);
+	if (sodium_memcmp(sum, buf + 32, sizeof sum) != 0)
+		return BCN_ECORRUPT;
+	*img_off = CLUSTER_SNAP_HEADER;
+	*img_len = (size_t)n;
+	if (index != NULL)
+		*index = get_u64(buf + 8);
+	return 0;
+}
+
+/* Runs on the loop thread: copy the database image (memcpy of its pages),
+ * which is what must not race with later applies. */
+static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+			unsigned *n_bufs)
+{
+	struct cluster *c = fsm->data;
+	sqlite3_int64 size = 0;
+	unsigned char *img;
+	struct raft_buffer *b;
+	uint8_t *hdr;
+
+	batch_commit(c);
+	img = sqlite3_serialize(c->db, "main", &size, 0);
+	if (img == NULL)
+		return RAFT_NOMEM;
+	b = raft_calloc(2, sizeof *b);
+	hdr = raft_calloc(1, CLUSTER_SNAP_HEADER);
+	if (b == NULL || hdr == NULL) {
+		raft_free(b);
+		raft_free(hdr);
+		sqlite3_free(img);
+		return RAFT_NOMEM;
+	}
+	memcpy(hdr, snap_magic, 8);
+	put_u64(hdr + 8, c->last_index);
+	put_u64(hdr + 16, raft_current_term(&c->raft));
+	put_u64(hdr + 24, (uint64_t)size);
+	b[0].base = hdr;
+	b[0].len = CLUSTER_SNAP_HEADER;
+	b[1].base = img;
+	b[1].len = (size_t)size;
+	*bufs = b;
+	*n_bufs = 2;
+	return 0;
+}
+
+/* May run on a worker thread: touches only the private copy. */
+static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
+			      unsigned *n_bufs)
+{
+	struct raft_buffer *b = *bufs;
+
+	(void)fsm;
+	assert(*n_bufs == 2);
+	crypto_hash_sha256((uint8_t *)b[0].base + 32, b[1].base, b[1].len);
+	return 0;
+}
+
+static int fsm_snapshot_finalize(struct raft_fsm *fsm,
+				 struct raft_buffer *bufs[], unsigned *n_bufs)
+{
+	(void)fsm;
+	if (*bufs != NULL) {
+		raft_free((*bufs)[0].base);
+		sqlite3_free((*bufs)[1].base);
+		raft_free(*bufs);
+	}
+	*bufs = NULL;
+	*n_bufs = 0;
+	return 0;
+}
+
+/* Replace the whole state with a snapshot image. */
+static int load_image(struct cluster *c, const void *img, size_t len)
+{
+	sqlite3 *tmp = NULL;
+	sqlite3_backup *bk;
+	unsigned char *copy;
+	int rc;
+
+	rc = sqlite3_open_v2(":memory:", &tmp,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL);
+	if (rc != SQLITE_OK)
+		goto out;
+	copy = sqlite3_malloc64(len);
+	if (copy == NULL) {
+		rc = SQLITE_NOMEM;
+		goto out;
+	}
+	memcpy(copy, img, len);
+	rc = sqlite3_deserialize(
+	    tmp, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+	    SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY);
+	if (rc != SQLITE_OK)
+		goto out;
+	batch_commit(c);
+	bk = sqlite3_backup_init(c->db, "main", tmp, "main");
+	if (bk == NULL) {
+		rc = sqlite3_errcode(c->db);
+		goto out;
+	}
+	rc = sqlite3_backup_step(bk, -1);
+	sqlite3_backup_finish(bk);
+	rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+out:
+	sqlite3_close(tmp); /* harmless on NULL */
+	return rc == SQLITE_OK ? 0 : BCN_ECORRUPT;
+}
+
+static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
+{
+	struct cluster *c = fsm->data;
+	size_t off, len;
+	uint64_t index;
+	int rc;
+
+	rc = cluster_snapshot_verify(buf->base, buf->len, &off, &len, &index);
+	if (rc == 0)
+		rc = load_image(c, (const uint8_t *)buf->base + off, len);
+	if (rc != 0) {
+		bcn_error(MOD, "snapshot restore failed: %s", bcn_strerror(rc));
+		return RAFT_CORRUPT;
+	}
+	c->last_index = raft_last_applied(&c->raft) > index
+			    ? raft_last_applied(&c->raft)
+			    : index;
+	kv_changes_mark_all(c->kv);
+	bcn_info(MOD, "restored snapshot at index %llu (%zu bytes)",
+		 (unsigned long long)index, len);
+	raft_free(buf->base); /* ours on success */
+	return 0;
+}
+
+/* ---- setup --------------------------------------------------------------- */
+
+static int open_db(struct cluster *c, const struct cluster_options *o,
+		   char *errmsg)
+{
+	char path[4096], pragmas[256];
+	int rc;
+
+	/* The database is a cache of the log: rebuilt from the last snapshot
+	 * and the log at every start, never trusted across restarts. */
+	snprintf(path, sizeof path, "%s/state.db", o->data_dir);
+	unlink(path);
+	rc = sqlite3_open_v2(path, &c->db,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE |
+				 SQLITE_OPEN_NOMUTEX,
+			     NULL);
+	if (rc != SQLITE_OK) {
+		bcn_errf(errmsg, "open %s: %s", path, sqlite3_errstr(rc));
+		return BCN_EIO;
+	}
+	snprintf(pragmas, sizeof pragmas,
+		 "PRAGMA journal_mode=MEMORY; PRAGMA synchronous=OFF;"
+		 "PRAGMA locking_mode=EXCLUSIVE; PRAGMA cache_size=-%u;",
+		 o->cache_kib);
+	rc = exec(c->db, pragmas);
+	if (rc != 0) {
+		bcn_errf(errmsg, "configure %s: %s", path,
+			 sqlite3_errmsg(c->db));
+		return rc;
+	}
+	return kv_store_open(&c->kv, c->db, errmsg);
+}
+
+/* Parse "n1=addr,n2=addr" into @conf. */
+static int parse_initial(const struct cluster_options *o,
+			 struct raft_configuration *conf, char *errmsg)
+{
+	char *list, *save = NULL, *item;
+	bool self = false;
+	int rc = 0;
+
+	if (o->initial_cluster == NULL || o->initial_cluster[0] == '\0') {
+		if (raft_configuration_add(conf, cluster_node_id(o->node),
+					   o->raft_addr, RAFT_VOTER) != 0)
+			return BCN_ENOMEM;
+		return 0;
+	}
+	list = bcn_strdup(o->initial_cluster);
+	if (list == NULL)
+		return BCN_ENOMEM;
+	for (item = strtok_r(list, ",", &save); item != NULL;
+	     item = strtok_r(NULL, ",", &save)) {
+		char *eq = strchr(item, '=');
+		if (eq == NULL || eq == item || eq[1] == '\0') {
+			bcn_errf(errmsg,
+				 "--initial-cluster: '%s' is not "
+				 "NAME=HOST:PORT",
+				 item);
+			rc = BCN_EINVAL;
+			break;
+		}
+		*eq = '\0';
+		if (strcmp(item, o->node) == 0) {
+			if (strcmp(eq + 1, o->raft_addr) != 0) {
+				bcn_errf(errmsg,
+					 "--initial-cluster gives %s "
+					 "the address %s but "
+					 "--raft-addr is %s",
+					 item, eq + 1, o->raft_addr);
+				rc = BCN_EINVAL;
+				break;
+			}
+			self = true;
+		}
+		if (raft_configuration_add(conf, cluster_node_id(item), eq + 1,
+					   RAFT_VOTER) != 0) {
+			bcn_errf(errmsg,
+				 "--initial-cluster: duplicate server "
+				 "%s",
+				 item);
+			rc = BCN_EINVAL;
+			break;
+		}
+	}
+	bcn_free(list);
+	if (rc == 0 && !self) {
+		bcn_errf(errmsg,
+			 "--initial-cluster does not name this node "
+			 "(%s)",
+			 o->node);
+		rc = BCN_EINVAL;
+	}
+	return rc;
+}
+
+static int mkdir_p(const char *dir)
+{
+	char tmp[4096];
+	size_t n = strlen(dir);
+
+	if (n == 0 || n >= sizeof tmp)
+		return BCN_EINVAL;
+	memcpy(tmp, dir, n + 1);
+	for (char *p = tmp + 1; *p != '\0'; p++) {
+		if (*p != '/')
+			continue;
+		*p = '\0';
+		if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+			return -errno;
+		*p = '/';
+	}
+	if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+		return -errno;
+	return 0;
+}
+
+int cluster_start(struct cluster **out, struct uv_loop_s *loop,
+		  const struct cluster_options *o, char *errmsg)
+{
+	struct raft_configuration conf;
+	char dir[4096];
+	struct cluster *c;
+	int rc;
+
+	if (sodium_init() < 0) {
+		bcn_errf(errmsg, "libsodium failed to initialise");
+		return BCN_EINTERNAL;
+	}
+	c = bcn_calloc(1, sizeof *c);
+	if (c == NULL)
+		return BCN_ENOMEM;
+	c->loop = loop;
+	c->pending.next = c->pending.prev = &c->pending;
+	c->id = cluster_node_id(o->node);
+	snprintf(c->raft_addr, sizeof c->raft_addr, "%s", o->raft_addr);
+	snprintf(dir, sizeof dir, "%s/raft", o->data_dir);
+	rc = mkdir_p(dir);
+	if (rc != 0) {
+		bcn_errf(errmsg, "create %s: %s", dir, bcn_strerror(rc));
+		goto err_free;
+	}
+	rc = open_db(c, o, errmsg);
+	if (rc != 0)
+		goto err_db;
+
+	c->fsm.version = 3;
+	c->fsm.data = c;
+	c->fsm.apply = fsm_apply;
+	c->fsm.snapshot = fsm_snapshot;
+	c->fsm.restore = fsm_restore;
+	c->fsm.snapshot_finalize = fsm_snapshot_finalize;
+	c->fsm.snapshot_async = fsm_snapshot_async;
+
+	c->transport.version = 1;
+	c->transport.data = c;
+	rc = raft_uv_tcp_init(&c->transport, loop);
+	if (rc != 0) {
+		bcn_errf(errmsg, "raft transport: %s", raft_strerror(rc));
+		rc = BCN_EINTERNAL;
+		goto err_db;
+	}
+	rc = raft_uv_init(&c->io, loop, dir, &c->transport);
+	if (rc != 0) {
+		bcn_errf(errmsg, "raft I/O in %s: %s", dir, c->io.errmsg);
+		rc = BCN_EIO;
+		goto err_transport;
+	}
+	rc = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->raft_addr);
+	if (rc != 0) {
+		bcn_errf(errmsg, "raft init: %s", raft_errmsg(&c->raft));
+		rc = BCN_EINTERNAL;
+		goto err_io;
+	}
+	c->raft.data = c;
+	raft_set_election_timeout(&c->raft, o->election_timeout_ms);
+	raft_set_heartbeat_timeout(&c->raft, o->heartbeat_ms);
+	raft_set_pre_vote(&c->raft, true);
+	raft_set_snapshot_threshold(&c->raft, o->snapshot_threshold);
+	raft_set_snapshot_trailing(&c->raft, o->snapshot_trailing);
+
+	raft_configuration_init(&conf);
+	rc = parse_initial(o, &conf, errmsg);
+	if (rc == 0) {
+		int brc = raft_bootstrap(&c->raft, &conf);
+		if (brc != 0 && brc != RAFT_CANTBOOTSTRAP) {
+			bcn_errf(errmsg, "raft bootstrap: %s",
+				 raft_errmsg(&c->raft));
+			rc = BCN_EIO;
+		} else if (brc == 0) {
+			bcn_info(MOD, "bootstrapped a new cluster of %u",
+				 conf.n);
+		}
+	}
+	raft_configuration_close(&conf);
+	if (rc != 0)
+		goto err_raft;
+	rc = raft_start(&c->raft);
+	if (rc != 0) {
+		bcn_errf(errmsg, "raft start: %s", raft_errmsg(&c->raft));
+		rc = BCN_EIO;
+		goto err_raft;
+	}
+	bcn_info(MOD, "node %s (id %llx) raft at %s, log in %s", o->node,
+		 (unsigned long long)c->id, c->raft_addr, dir);
+	*out = c;
+	return 0;
+
+err_raft:
+	/* raft_init succeeded: only raft_close can release it, and that
+	 * needs the loop. Run the loop until it is done. */
+	c->stop_cb = NULL;
+	cluster_stop(c, NULL, NULL);
+	uv_run(loop, UV_RUN_DEFAULT);
+	return rc;
+err_io:
+	raft_uv_close(&c->io);
+err_transport:
+	raft_uv_tcp_close(&c->transport);
+err_db:
+	kv_store_close(c->kv);
+	sqlite3_close(c->db);
+err_free:
+	bcn_free(c);
+	return rc;
+}
+
+static void fire_reads(struct cluster_read **list, int status)
+{
+	struct cluster_read *rd = *list;
+
+	*list = NULL;
+	while (rd != NULL) {
+		struct cluster_read *next = rd->next;
+		rd->cb(rd, status);
+		rd = next;
+	}
+}
+
+static void on_raft_closed(struct raft *r)
+{
+	struct cluster *c = r->data;
+	void (*cb)(void *) = c->stop_cb;
+	void *data = c->stop_data;
+
+	raft_uv_close(&c->io);
+	raft_uv_tcp_close(&c->transport);
+	batch_commit(c);
+	fire_reads(&c->reads_inflight, BCN_ESHUTDOWN);
+	fire_reads(&c->reads_waiting, BCN_ESHUTDOWN);
+	kv_store_close(c->kv);
+	sqlite3_close(c->db);
+	bcn_free(c);
+	if (cb != NULL)
+		cb(data);
+}
+
+void cluster_stop(struct cluster *c, void (*cb)(void *data), void *data)
+{
+	c->stop_cb = cb;
+	c->stop_data = data;
+	raft_close(&c->raft, on_raft_closed);
+}
+
+/* ---- leadership ---------------------------------------------------------- */
+
+static void ready_barrier_cb(struct raft_barrier *b, int status)
+{
+	struct cluster *c = b->data;
+
+	c->ready_busy = false;
+	if (status == 0 && raft_state(&c->raft) == RAFT_LEADER) {
+		c->ready = true;
+		bcn_info(MOD, "leader of term %llu, serving",
+			 (unsigned long long)raft_current_term(&c->raft));
+	} else {
+		c->leader_seen = false; /* retry at the next tick */
+	}
+}
+
+bool cluster_tick(struct cluster *c)
+{
+	int state = raft_state(&c->raft);
+	raft_id lid;
+	const char *laddr;
+
+	batch_commit(c);
+	if (state == RAFT_UNAVAILABLE)
+		return true;
+	if (state == RAFT_LEADER) {
+		if (!c->leader_seen && !c->ready_busy) {
+			c->ready_barrier.data = c;
+			if (raft_barrier(&c->raft, &c->ready_barrier,
+					 ready_barrier_cb) == 0) {
+				c->ready_busy = true;
+				c->leader_seen = true;
+			}
+		}
+	} else {
+		if (c->ready)
+			bcn_info(MOD, "no longer leader");
+		c->leader_seen = false;
+		c->ready = false;
+	}
+	raft_leader(&c->raft, &lid, &laddr);
+	if (lid != 0) {
+		c->last_contact = uv_now(c->loop);
+		c->ever_contact = true;
+	}
+	return false;
+}
+
+bool cluster_serving(struct cluster *c)
+{
+	return c->ready && raft_state(&c->raft) == RAFT_LEADER;
+}
+
+bool cluster_is_leader(struct cluster *c)
+{
+	return raft_state(&c->raft) == RAFT_LEADER;
+}
+
+const char *cluster_leader_addr(struct cluster *c)
+{
+	raft_id id;
+	const char *addr;
+
+	raft_leader(&c->raft, &id, &addr);
+	return id == 0 || addr == NULL ? "" : addr;
+}
+
+uint64_t cluster_last_contact_ms(struct cluster *c)
+{
+	if (raft_state(&c->raft) == RAFT_LEADER)
+		return 0;
+	if (!c->ever_contact)
+		return UINT64_MAX;
+	return uv_now(c->loop) - c->last_contact;
+}
+
+uint64_t cluster_applied_index(struct cluster *c)
+{
+	return c->last_index;
+}
+
+const char *cluster_raft_addr(struct cluster *c)
+{
+	return c->raft_addr;
+}
+
+size_t cluster_voters(struct cluster *c, const char **addrs, size_t cap)
+{
+	size_t n = 0;
+
+	for (unsigned i = 0; i < c->raft.configuration.n && n < cap; i++) {
+		const struct raft_server *s = &c->raft.configuration.servers[i];
+		if (s->role == RAFT_VOTER)
+			addrs[n++] = s->address;
+	}
+	return n;
+}
+
+struct kv_store *cluster_kv(struct cluster *c)
+{
+	return c->kv;
+}
+
+/* ---- proposals ----------------------------------------------------------- */
+
+static void apply_cb(struct raft_apply *a, int status, void *result)
+{
+	struct cluster_req *req = a->data;
+
+	(void)result; /* always NULL: see the top of this file */
+	req->prev->next = req->next;
+	req->next->prev = req->prev;
+	req->prev = req->next = NULL;
+	if (status != 0) {
+		bcn_debug(MOD, "proposal at %llu: %s",
+			  (unsigned long long)req->index,
+			  raft_strerror(status));
+		kv_result_close(&req->result);
+		status =
+		    status == RAFT_NOTLEADER ? BCN_ENOTLEADER : BCN_EUNKNOWN;
+	}
+	req->cb(req, status);
+}
+
+int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
+		       struct cluster_req *req, cluster_req_cb cb)
+{
+	struct raft_apply *a = (struct raft_apply *)req->raft_req;
+	struct raft_buffer buf;
+	struct bcn_buf enc;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_kv(ops, n, &enc);
+	if (rc != 0)
+		goto out;
+	buf.len = enc.len;
+	buf.base = raft_malloc(buf.len);
+	if (buf.base == NULL) {
+		rc = BCN_ENOMEM;
+		goto out;
+	}
+	memcpy(buf.base, enc.data, enc.len);
+	memset(a, 0, sizeof *a);
+	a->data = req;
+	req->c = c;
+	req->cb = cb;
+	kv_result_init(&req->result);
+	rc = raft_apply(&c->raft, a, &buf, 1, apply_cb);
+	if (rc != 0) {
+		/* libraft 0.22.1 frees @buf itself when raft_apply() fails,
+		 * although its header says the caller keeps it: never free
+		 * it here (a double free; at worst this leaks one entry). */
+		bcn_warn(MOD, "raft_apply: %s (%d)", raft_strerror(rc), rc);
+		rc = rc == RAFT_NOTLEADER ? BCN_ENOTLEADER : BCN_EINTERNAL;
+		goto out;
+	}
+	req->index = a->index;
+	/* Entries are appended in index order: keep the list sorted. */
+	req->next = &c->pending;
+	req->prev = c->pending.prev;
+	c->pending.prev->next = req;
+	c->pending.prev = req;
+out:
+	bcn_buf_close(&enc);
+	return rc;
+}
+
+/* ---- consistent reads ---------------------------------------------------- */
+
+static int read_barrier_issue(struct cluster *c);
+
+static void read_barrier_cb(struct raft_barrier *b, int status)
+{
+	struct cluster *c = b->data;
+
+	c->read_barrier_busy = false;
+	fire_reads(&c->reads_inflight, status == 0 ? 0 : BCN_ENOTLEADER);
+	if (c->reads_waiting != NULL && read_barrier_issue(c) != 0)
+		fire_reads(&c->reads_waiting, BCN_ENOTLEADER);
+}
+
+static int read_barrier_issue(struct cluster *c)
+{
+	c->read_barrier.data = c;
+	if (raft_barrier(&c->raft, &c->read_barrier, read_barrier_cb) != 0)
+		return BCN_ENOTLEADER;
+	c->read_barrier_busy = true;
+	c->reads_inflight = c->reads_waiting;
+	c->reads_waiting = NULL;
+	return 0;
+}
+
+int cluster_read_barrier(struct cluster *c, struct cluster_read *rd,
+			 cluster_read_cb cb)
+{
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	rd->cb = cb;
+	rd->next = c->reads_waiting;
+	c->reads_waiting = rd;
+	if (!c->read_barrier_busy && read_barrier_issue(c) != 0) {
+		c->reads_waiting = rd->next;
+		return BCN_ENOTLEADER;
+	}
+	return 0;
+}
+
+static bool list_remove(struct cluster_read **list, struct cluster_read *rd)
+{
+	for (struct cluster_read **p = list; *p != NULL; p = &(*p)->next) {
+		if (*p == rd) {
+			*p = rd->next;
+			return true;
+		}
+	}
+	return false;
+}
+
+void cluster_read_cancel(struct cluster *c, struct cluster_read *rd)
+{
+	if (!list_remove(&c->reads_inflight, rd))
+		list_remove(&c->reads_waiting, rd);
+}

@@ -1,0 +1,107 @@
+#include "raft/codec.h"
+
+#include <string.h>
+
+#include "common/alloc.h"
+
+/* libraft's disk backend wants entry lengths in multiples of 8. */
+static int pad(struct bcn_buf *out)
+{
+	static const uint8_t zeros[8];
+
+	bcn_buf_put(out, zeros, (8 - out->len % 8) % 8);
+	return bcn_buf_failed(out) ? BCN_ENOMEM : 0;
+}
+
+int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
+			  struct bcn_buf *out)
+{
+	if (n == 0 || n > KV_MAX_TXN_OPS)
+		return BCN_EINVAL;
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_KV);
+	bcn_buf_put_u32(out, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		size_t klen = strlen(ops[i].key);
+		if (ops[i].value_len > KV_MAX_VALUE_LEN)
+			return BCN_EINVAL;
+		bcn_buf_put_u8(out, (uint8_t)ops[i].verb);
+		bcn_buf_put_blob(out, ops[i].key, klen + 1);
+		bcn_buf_put_blob(out, ops[i].value, ops[i].value_len);
+		bcn_buf_put_u64(out, ops[i].flags);
+		bcn_buf_put_u64(out, ops[i].index);
+	}
+	return pad(out);
+}
+
+int cluster_cmd_encode_reap(uint64_t before, struct bcn_buf *out)
+{
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_REAP);
+	bcn_buf_put_u64(out, before);
+	return pad(out);
+}
+
+int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
+{
+	struct bcn_cursor c;
+	uint32_t n;
+
+	memset(out, 0, sizeof *out);
+	bcn_cursor_init(&c, buf, len);
+	if (bcn_cursor_u8(&c) != CLUSTER_CODEC_VERSION)
+		return BCN_ECORRUPT;
+	out->type = bcn_cursor_u8(&c);
+	switch (out->type) {
+	case CMD_REAP:
+		out->reap_before = bcn_cursor_u64(&c);
+		break;
+	case CMD_KV:
+		n = bcn_cursor_u32(&c);
+		if (c.err || n == 0 || n > KV_MAX_TXN_OPS)
+			return BCN_ECORRUPT;
+		out->ops = bcn_calloc(n, sizeof *out->ops);
+		if (out->ops == NULL)
+			return BCN_ENOMEM;
+		out->n_ops = n;
+		for (uint32_t i = 0; i < n; i++) {
+			struct kv_op *op = &out->ops[i];
+			size_t klen;
+			const char *key;
+
+			op->verb = bcn_cursor_u8(&c);
+			key = bcn_cursor_blob(&c, &klen);
+			op->value = bcn_cursor_blob(&c, &op->value_len);
+			op->flags = bcn_cursor_u64(&c);
+			op->index = bcn_cursor_u64(&c);
+			if (c.err || op->verb < KV_SET ||
+			    op->verb >= KV_VERB_NR || klen == 0 ||
+			    key[klen - 1] != '\0' ||
+			    memchr(key, '\0', klen - 1) != NULL ||
+			    op->value_len > KV_MAX_VALUE_LEN)
+				goto corrupt;
+			op->key = key;
+			if (op->value_len == 0)
+				op->value = NULL;
+		}
+		break;
+	default:
+		return BCN_ECORRUPT;
+	}
+	/* Only the zero padding to a multiple of 8 may follow. */
+	if (c.err || c.left >= 8)
+		goto corrupt;
+	for (size_t i = 0; i < c.left; i++)
+		if (c.p[i] != 0)
+			goto corrupt;
+	return 0;
+corrupt:
+	cluster_cmd_close(out);
+	return BCN_ECORRUPT;
+}
+
+void cluster_cmd_close(struct cluster_cmd *c)
+{
+	bcn_free(c->ops);
+	memset(c, 0, sizeof *c);
+}

@@ -1,0 +1,45 @@
+/* The command codec: how a write is encoded in the Raft log.
+ *
+ * A compact, versioned binary format, never JSON:
+ *   u8 version (1) | u8 type | body
+ *   CMD_KV:   u32 n | n × (u8 verb | blob key+NUL | blob value | u64 flags |
+ *                          u64 index)
+ *   CMD_REAP: u64 before
+ * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
+ * so that decoding points into the log buffer without copying. The whole
+ * is zero-padded to a multiple of 8 bytes, as libraft's disk format needs. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "common/err.h"
+#include "kv/kv.h"
+
+#define CLUSTER_CODEC_VERSION 1
+
+enum cluster_cmd_type { CMD_KV = 1, CMD_REAP = 2 };
+
+struct cluster_cmd {
+	enum cluster_cmd_type type;
+	struct kv_op *ops; /* CMD_KV: bcn_malloc'd array; keys/values point
+			      into the decoded buffer */
+	size_t n_ops;
+	uint64_t reap_before; /* CMD_REAP */
+};
+
+/* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
+ * if @n is 0 or above KV_MAX_TXN_OPS or a key contains a NUL. */
+int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
+			  struct bcn_buf *out) BCN_MUST_CHECK;
+int cluster_cmd_encode_reap(uint64_t before,
+			    struct bcn_buf *out) BCN_MUST_CHECK;
+
+/* Decode @buf[0..len) (borrowed: @out points into it, so it must outlive
+ * @out). Returns 0, BCN_ENOMEM, or BCN_ECORRUPT for anything malformed:
+ * truncated, trailing bytes, unknown version/type/verb, bad key. Release
+ * with cluster_cmd_close(). */
+int cluster_cmd_decode(const void *buf, size_t len,
+		       struct cluster_cmd *out) BCN_MUST_CHECK;
+void cluster_cmd_close(struct cluster_cmd *c);

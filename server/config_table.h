@@ -1,0 +1,38 @@
+/* Every option of beacond, in one table. Flags (--name-with-dashes),
+ * environment variables (BEACON_NAME_IN_CAPS), config-file keys (name or
+ * name-with-dashes), validation, --help and --print-config all come from
+ * here.
+ *
+ * X(name, type, default, min, max, help)
+ *   STR: text; UINT: unsigned decimal in [min, max]; BOOL: true/false;
+ *   DUR: Go duration, stored in milliseconds, in [min, max] ms. */
+#pragma once
+
+#define CONFIG_TABLE(X)                                                       \
+	X(config_file, STR, "", 0, 0,                                         \
+	  "JSON file of options (keys as below, e.g. \"http_addr\")")         \
+	X(node, STR, "", 0, 0, "this server's name (default: the host name)") \
+	X(datacenter, STR, "dc1", 0, 0, "datacenter name")                    \
+	X(data_dir, STR, "", 0, 0, "data directory (required unless --dev)")  \
+	X(dev, BOOL, "false", 0, 0,                                           \
+	  "single node with a temporary data directory, for trying Beacon")   \
+	X(http_addr, STR, "127.0.0.1:8500", 0, 0, "HTTP API listen address")  \
+	X(raft_addr, STR, "127.0.0.1:8300", 0, 0,                             \
+	  "Raft listen and advertise address (keep it on a private network)") \
+	X(initial_cluster, STR, "", 0, 0,                                     \
+	  "initial servers as NAME=HOST:PORT,... (empty: a cluster of one)")  \
+	X(raft_election_timeout, DUR, "500ms", 50, 60000,                     \
+	  "Raft election timeout")                                            \
+	X(raft_heartbeat, DUR, "100ms", 10, 10000, "Raft heartbeat interval") \
+	X(snapshot_threshold, UINT, "16384", 16, 1000000000,                  \
+	  "log entries between two snapshots")                                \
+	X(snapshot_trailing, UINT, "4096", 16, 1000000000,                    \
+	  "log entries kept after a snapshot")                                \
+	X(cache_kib, UINT, "8192", 256, 16777216,                             \
+	  "SQLite page cache of the state, in KiB")                           \
+	X(http_max_conns, UINT, "4096", 16, 1000000,                          \
+	  "maximum concurrent HTTP connections")                              \
+	X(http_idle_timeout, DUR, "120s", 1000, 86400000,                     \
+	  "close idle keep-alive HTTP connections after this long")           \
+	X(log_level, STR, "info", 0, 0, "debug, info, warn or error")         \
+	X(log_format, STR, "text", 0, 0, "text or json")

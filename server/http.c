@@ -1,0 +1,888 @@
+/* HTTP plumbing: libmicrohttpd on the loop, request contexts, routing,
+ * replies, consistency modes and blocking queries. The routes themselves
+ * live in http_kv.c and http_status.c. */
+#include "server/http.h"
+
+#include <arpa/inet.h>
+#include <microhttpd.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "common/parse.h"
+#include "server/srv.h"
+
+#define MOD		   "http"
+#define WAIT_DEFAULT_MS	   (5 * 60 * 1000ULL)
+#define WAIT_MAX_MS	   (10 * 60 * 1000ULL)
+#define BODY_DEFAULT_LIMIT (64 * 1024)
+
+struct route {
+	const char *path;
+	bool prefix;
+	unsigned methods;
+	uint64_t body_limit;
+	http_fn fn;
+};
+
+static const struct route routes[] = {
+    {"/v1/kv/", true, HTTP_GET | HTTP_PUT | HTTP_DELETE, KV_MAX_VALUE_LEN,
+     http_kv},
+    {"/v1/txn", false, HTTP_PUT, 512 * 1024, http_txn},
+    {"/v1/status/leader", false, HTTP_GET, 0, http_status_leader},
+    {"/v1/status/peers", false, HTTP_GET, 0, http_status_peers},
+};
+
+static void mhd_run(struct srv *s);
+
+/* ---- request contexts ---------------------------------------------------- */
+
+static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
+{
+	struct srv *s = cls;
+	struct http_req *r = bcn_calloc(1, sizeof *r);
+
+	if (r == NULL)
+		return NULL;
+	r->raw_uri = bcn_strdup(uri);
+	if (r->raw_uri == NULL) {
+		bcn_free(r);
+		return NULL;
+	}
+	r->srv = s;
+	r->conn = conn;
+	bcn_buf_init(&r->body);
+	s->inflight++;
+	return r;
+}
+
+static void req_free(struct http_req *r)
+{
+	r->srv->inflight--;
+	if (r->resp != NULL)
+		MHD_destroy_response(r->resp);
+	http_uri_close(&r->uri);
+	bcn_buf_close(&r->body);
+	bcn_free(r->watch_key);
+	bcn_free(r->raw_uri);
+	bcn_free(r);
+}
+
+static void watch_remove(struct http_req *r);
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+			 enum MHD_RequestTerminationCode toe)
+{
+	struct http_req *r = *con_cls;
+
+	(void)cls;
+	(void)conn;
+	(void)toe;
+	if (r == NULL)
+		return;
+	*con_cls = NULL;
+	r->completed = true;
+	if (r->watching)
+		watch_remove(r);
+	if (r->reading && r->srv->cluster != NULL) {
+		cluster_read_cancel(r->srv->cluster, &r->cread);
+		r->reading = false;
+	}
+	if (r->proposing)
+		return; /* freed by the proposal's callback */
+	req_free(r);
+}
+
+/* ---- replies ------------------------------------------------------------- */
+
+static void add_meta(struct http_req *r)
+{
+	struct cluster *c = r->srv->cluster;
+	char v[32];
+	uint64_t lc;
+
+	if (!r->meta || c == NULL)
+		return;
+	snprintf(v, sizeof v, "%llu",
+		 (unsigned long long)(r->index == 0 ? 1 : r->index));
+	MHD_add_response_header(r->resp, "X-Consul-Index", v);
+	MHD_add_response_header(r->resp, "X-Consul-KnownLeader",
+				cluster_leader_addr(c)[0] != '\0' ? "true"
+								  : "false");
+	lc = cluster_last_contact_ms(c);
+	snprintf(v, sizeof v, "%llu",
+		 (unsigned long long)(lc == UINT64_MAX ? 0 : lc));
+	MHD_add_response_header(r->resp, "X-Consul-LastContact", v);
+	MHD_add_response_header(r->resp, "X-Consul-Effective-Consistency",
+				r->consistency == HTTP_STALE ? "stale"
+				: r->consistency == HTTP_CONSISTENT
+				    ? "consistent"
+				    : "leader");
+	MHD_add_response_header(r->resp, "X-Consul-Default-ACL-Policy",
+				"allow");
+}
+
+/* Hand the response to libmicrohttpd, now or when the connection resumes. */
+static void deliver(struct http_req *r)
+{
+	if (r->suspended) {
+		r->suspended = false;
+		MHD_resume_connection(r->conn);
+		r->srv->mhd_kick = true;
+	}
+}
+
+static void set_response(struct http_req *r, unsigned status,
+			 struct MHD_Response *resp, const char *ctype)
+{
+	if (r->status != 0 || r->completed) {
+		if (resp != NULL)
+			MHD_destroy_response(resp);
+		return;
+	}
+	if (resp == NULL) {
+		/* Out of memory for the reply itself: a static 500. */
+		static char oom[] = "Out of memory\n";
+		resp = MHD_create_response_from_buffer(sizeof oom - 1, oom,
+						       MHD_RESPMEM_PERSISTENT);
+		status = 500;
+		ctype = "text/plain; charset=utf-8";
+		if (resp == NULL) {
+			r->status = 500; /* the access handler closes */
+			deliver(r);
+			return;
+		}
+	}
+	r->status = status;
+	r->resp = resp;
+	if (ctype != NULL)
+		MHD_add_response_header(resp, "Content-Type", ctype);
+	add_meta(r);
+	deliver(r);
+}
+
+void http_reply(struct http_req *r, unsigned status, const char *ctype,
+		const void *body, size_t len)
+{
+	struct MHD_Response *resp = MHD_create_response_from_buffer(
+	    len, (void *)(len > 0 ? body : ""), MHD_RESPMEM_MUST_COPY);
+
+	set_response(r, status, resp, ctype);
+}
+
+void http_reply_json(struct http_req *r, unsigned status, struct bcn_buf *b)
+{
+	struct MHD_Response *resp = NULL;
+	size_t len;
+	char *data;
+
+	if (bcn_buf_failed(b)) {
+		bcn_buf_close(b);
+		http_reply_text(r, 500, "Out of memory");
+		return;
+	}
+	data = bcn_buf_steal(b, &len);
+	if (data == NULL) {
+		http_reply(r, status, "application/json", "", 0);
+		return;
+	}
+	resp = MHD_create_response_from_buffer_with_free_callback(len, data,
+								  bcn_free);
+	if (resp == NULL)
+		bcn_free(data);
+	set_response(r, status, resp, "application/json");
+}
+
+void http_reply_text(struct http_req *r, unsigned status, const char *fmt, ...)
+{
+	char msg[1200];
+	va_list ap;
+	int n;
+
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof msg - 1, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		n = 0;
+	if ((size_t)n > sizeof msg - 2)
+		n = (int)sizeof msg - 2;
+	if (status >= 400)
+		bcn_debug(MOD, "%s %s -> %u %s", r->method_str, r->raw_uri,
+			  status, msg);
+	msg[n++] = '\n';
+	http_reply(r, status, "text/plain; charset=utf-8", msg, (size_t)n);
+}
+
+void http_reply_err(struct http_req *r, int code)
+{
+	switch (code) {
+	case BCN_ENOTLEADER:
+		http_reply_text(r, 500, "No cluster leader");
+		break;
+	case BCN_EUNKNOWN:
+		http_reply_text(r, 500,
+				"Unknown outcome: leadership was lost before "
+				"the write was confirmed; it may or may not "
+				"have been applied");
+		break;
+	case BCN_ESHUTDOWN:
+		http_reply_text(r, 503, "Server is shutting down");
+		break;
+	default:
+		http_reply_text(r, (unsigned)bcn_err_http_status(code), "%s",
+				bcn_strerror(code));
+	}
+}
+
+void http_add_header(struct http_req *r, const char *name, const char *value)
+{
+	if (r->resp != NULL)
+		MHD_add_response_header(r->resp, name, value);
+}
+
+void http_set_index(struct http_req *r, uint64_t index)
+{
+	r->meta = true;
+	r->index = index;
+}
+
+/* ---- parameters ---------------------------------------------------------- */
+
+const struct http_arg *http_arg(struct http_req *r, const char *name)
+{
+	return http_uri_arg(&r->uri, name);
+}
+
+bool http_flag(struct http_req *r, const char *name)
+{
+	return http_uri_arg(&r->uri, name) != NULL;
+}
+
+bool http_arg_u64(struct http_req *r, const char *name, uint64_t *out,
+		  bool *present, const char *errtext)
+{
+	const struct http_arg *a = http_uri_arg(&r->uri, name);
+
+	if (present != NULL)
+		*present = a != NULL;
+	if (a == NULL)
+		return true;
+	if (bcn_parse_u64(a->value, out) != 0) {
+		http_reply_text(r, 400, "%s", errtext);
+		return false;
+	}
+	return true;
+}
+
+static bool check_dc(struct http_req *r)
+{
+	const struct http_arg *dc = http_arg(r, "dc");
+
+	if (dc != NULL && dc->value[0] != '\0' &&
+	    strcmp(dc->value, r->srv->cfg->datacenter) != 0) {
+		http_reply_text(r, 500, "No path to datacenter");
+		return false;
+	}
+	return true;
+}
+
+/* ---- blocking queries ---------------------------------------------------- */
+
+static void heap_swap(struct srv *s, size_t a, size_t b)
+{
+	struct http_req *t = s->heap[a];
+
+	s->heap[a] = s->heap[b];
+	s->heap[b] = t;
+	s->heap[a]->heap_pos = a;
+	s->heap[b]->heap_pos = b;
+}
+
+static void heap_up(struct srv *s, size_t i)
+{
+	while (i > 0) {
+		size_t p = (i - 1) / 2;
+		if (s->heap[p]->deadline <= s->heap[i]->deadline)
+			break;
+		heap_swap(s, i, p);
+		i = p;
+	}
+}
+
+static void heap_down(struct srv *s, size_t i)
+{
+	for (;;) {
+		size_t l = 2 * i + 1, m = i;
+		if (l < s->heap_n &&
+		    s->heap[l]->deadline < s->heap[m]->deadline)
+			m = l;
+		if (l + 1 < s->heap_n &&
+		    s->heap[l + 1]->deadline < s->heap[m]->deadline)
+			m = l + 1;
+		if (m == i)
+			return;
+		heap_swap(s, i, m);
+		i = m;
+	}
+}
+
+static void watch_timer_cb(uv_timer_t *t);
+
+static void watch_timer_arm(struct srv *s)
+{
+	uint64_t now = uv_now(s->loop), when;
+
+	if (s->heap_n == 0) {
+		uv_timer_stop(&s->watch_timer);
+		return;
+	}
+	when = s->heap[0]->deadline;
+	uv_timer_start(&s->watch_timer, watch_timer_cb,
+		       when > now ? when - now : 0, 0);
+}
+
+static void watch_remove(struct http_req *r)
+{
+	struct srv *s = r->srv;
+	size_t i = r->heap_pos;
+
+	if (!r->watching)
+		return;
+	r->watching = false;
+	if (r->wprev != NULL)
+		r->wprev->wnext = r->wnext;
+	else
+		s->watch_head = r->wnext;
+	if (r->wnext != NULL)
+		r->wnext->wprev = r->wprev;
+	r->wprev = r->wnext = NULL;
+	s->heap_n--;
+	if (i != s->heap_n) {
+		heap_swap(s, i, s->heap_n);
+		heap_down(s, i);
+		heap_up(s, i);
+	}
+}
+
+static void read_attempt(struct http_req *r);
+
+bool http_block_kv(struct http_req *r, uint64_t index, const char *key,
+		   bool exact)
+{
+	struct srv *s = r->srv;
+
+	if (r->block_index == 0 || index > r->block_index || r->timed_out ||
+	    s->stopping)
+		return false;
+	if (r->watch_key == NULL || strcmp(r->watch_key, key) != 0) {
+		char *k = bcn_strdup(key);
+		if (k == NULL)
+			return false; /* answer now rather than fail */
+		bcn_free(r->watch_key);
+		r->watch_key = k;
+	}
+	r->watch_exact = exact;
+	if (s->heap_n == s->heap_cap) {
+		size_t cap = s->heap_cap == 0 ? 64 : s->heap_cap * 2;
+		struct http_req **h = bcn_realloc(s->heap, cap * sizeof *h);
+		if (h == NULL)
+			return false;
+		s->heap = h;
+		s->heap_cap = cap;
+	}
+	if (r->deadline == 0) {
+		/* Consul adds up to wait/16 of jitter so that many clients
+		 * do not return at the same instant. */
+		uint64_t jitter = r->wait_ms / 16;
+		r->deadline = uv_now(s->loop) + r->wait_ms +
+			      (jitter > 0 ? srv_random(s) % jitter : 0);
+	}
+	r->watching = true;
+	r->wnext = s->watch_head;
+	r->wprev = NULL;
+	if (s->watch_head != NULL)
+		s->watch_head->wprev = r;
+	s->watch_head = r;
+	r->heap_pos = s->heap_n;
+	s->heap[s->heap_n++] = r;
+	heap_up(s, r->heap_pos);
+	watch_timer_arm(s);
+	return true;
+}
+
+static void watch_timer_cb(uv_timer_t *t)
+{
+	struct srv *s = t->data;
+	uint64_t now = uv_now(s->loop);
+
+	while (s->heap_n > 0 && s->heap[0]->deadline <= now) {
+		struct http_req *r = s->heap[0];
+		watch_remove(r);
+		r->timed_out = true;
+		read_attempt(r);
+	}
+	watch_timer_arm(s);
+}
+
+/* ---- reads --------------------------------------------------------------- */
+
+static void read_barrier_cb(struct cluster_read *rd, int status)
+{
+	struct http_req *r = rd->data;
+
+	r->reading = false;
+	if (status != 0)
+		http_reply_err(r, status);
+	else
+		r->read_fn(r);
+}
+
+static void read_attempt(struct http_req *r)
+{
+	struct cluster *c = r->srv->cluster;
+	int rc;
+
+	if (c == NULL || r->srv->stopping) {
+		http_reply_err(r, BCN_ESHUTDOWN);
+		return;
+	}
+	if (r->consistency != HTTP_STALE && !cluster_serving(c)) {
+		/* TODO(#3): forward to the leader. */
+		http_reply_err(r, BCN_ENOTLEADER);
+		return;
+	}
+	if (r->consistency == HTTP_CONSISTENT) {
+		r->cread.data = r;
+		rc = cluster_read_barrier(c, &r->cread, read_barrier_cb);
+		if (rc != 0)
+			http_reply_err(r, rc);
+		else
+			r->reading = true;
+		return;
+	}
+	r->read_fn(r);
+}
+
+void http_read(struct http_req *r, http_fn fn)
+{
+	bool stale = http_flag(r, "stale"), cons = http_flag(r, "consistent");
+	const struct http_arg *wait;
+	bool has_index;
+
+	r->read_fn = fn;
+	if (!check_dc(r))
+		return;
+	if (stale && cons) {
+		http_reply_text(r, 400,
+				"Cannot specify ?stale with "
+				"?consistent, conflicting semantics.");
+		return;
+	}
+	r->consistency = stale	? HTTP_STALE
+			 : cons ? HTTP_CONSISTENT
+				: HTTP_DEFAULT;
+	if (!http_arg_u64(r, "index", &r->block_index, &has_index,
+			  "Invalid index"))
+		return;
+	r->wait_ms = WAIT_DEFAULT_MS;
+	wait = http_arg(r, "wait");
+	if (wait != NULL) {
+		if (bcn_parse_duration_ms(wait->value, &r->wait_ms) != 0) {
+			http_reply_text(r, 400, "Invalid wait time");
+			return;
+		}
+		if (r->wait_ms > WAIT_MAX_MS)
+			r->wait_ms = WAIT_MAX_MS;
+	}
+	read_attempt(r);
+}
+
+/* ---- writes -------------------------------------------------------------- */
+
+bool http_write_ok(struct http_req *r)
+{
+	if (!check_dc(r))
+		return false;
+	if (r->srv->cluster == NULL || r->srv->stopping) {
+		http_reply_err(r, BCN_ESHUTDOWN);
+		return false;
+	}
+	if (!cluster_serving(r->srv->cluster)) {
+		/* TODO(#3): forward to the leader. */
+		http_reply_err(r, BCN_ENOTLEADER);
+		return false;
+	}
+	return true;
+}
+
+static void propose_cb(struct cluster_req *req, int status)
+{
+	struct http_req *r = req->data;
+
+	r->proposing = false;
+	if (r->completed) {
+		kv_result_close(&req->result);
+		req_free(r);
+		return;
+	}
+	r->write_done(r, status);
+	kv_result_close(&req->result);
+}
+
+void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
+		  void (*done)(struct http_req *r, int status))
+{
+	int rc;
+
+	r->write_done = done;
+	r->creq.data = r;
+	rc = cluster_propose_kv(r->srv->cluster, ops, n, &r->creq, propose_cb);
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return;
+	}
+	r->proposing = true;
+}
+
+/* ---- dispatch ------------------------------------------------------------ */
+
+static const struct route *route_find(const char *path, size_t len)
+{
+	for (size_t i = 0; i < sizeof routes / sizeof routes[0]; i++) {
+		size_t n = strlen(routes[i].path);
+		if (routes[i].prefix
+			? len >= n && memcmp(path, routes[i].path, n) == 0
+			: len == n && memcmp(path, routes[i].path, n) == 0)
+			return &routes[i];
+	}
+	return NULL;
+}
+
+static enum http_method parse_method(const char *m)
+{
+	if (strcmp(m, "GET") == 0 || strcmp(m, "HEAD") == 0)
+		return HTTP_GET;
+	if (strcmp(m, "PUT") == 0)
+		return HTTP_PUT;
+	if (strcmp(m, "DELETE") == 0)
+		return HTTP_DELETE;
+	if (strcmp(m, "POST") == 0)
+		return HTTP_POST;
+	if (strcmp(m, "OPTIONS") == 0)
+		return HTTP_OPTIONS;
+	return HTTP_OTHER;
+}
+
+static void allow_list(unsigned methods, char *out, size_t cap)
+{
+	static const struct {
+		unsigned m;
+		const char *name;
+	} names[] = {{HTTP_GET, "GET"},
+		     {HTTP_PUT, "PUT"},
+		     {HTTP_DELETE, "DELETE"},
+		     {HTTP_POST, "POST"}};
+	size_t n = (size_t)snprintf(out, cap, "OPTIONS");
+
+	for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
+		if ((methods & names[i].m) && n < cap)
+			n += (size_t)snprintf(out + n, cap - n, ",%s",
+					      names[i].name);
+}
+
+/* Check the request line and headers. Returns the route, or NULL with a
+ * reply set. */
+static const struct route *check_request(struct http_req *r)
+{
+	const struct route *rt;
+	const char *why = NULL, *cl;
+	char allow[64];
+	uint64_t len = 0;
+
+	if (http_uri_parse(r->raw_uri, &r->uri, &why) != 0) {
+		if (why == NULL)
+			http_reply_text(r, 500, "Out of memory");
+		else
+			http_reply_text(r, 400, "%s", why);
+		return NULL;
+	}
+	rt = route_find(r->uri.path, r->uri.path_len);
+	if (rt == NULL) {
+		http_reply_text(r, 404,
+				"Invalid URL path: not a recognized "
+				"HTTP API endpoint");
+		return NULL;
+	}
+	allow_list(rt->methods, allow, sizeof allow);
+	if (r->method == HTTP_OPTIONS) {
+		http_reply(r, 200, NULL, "", 0);
+		MHD_add_response_header(r->resp, "Allow", allow);
+		return NULL;
+	}
+	if (!(rt->methods & r->method)) {
+		http_reply_text(r, 405, "method %s not allowed", r->method_str);
+		if (r->resp != NULL)
+			MHD_add_response_header(r->resp, "Allow", allow);
+		return NULL;
+	}
+	r->body_limit =
+	    rt->body_limit > 0 ? rt->body_limit : BODY_DEFAULT_LIMIT;
+	cl = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					 MHD_HTTP_HEADER_CONTENT_LENGTH);
+	if (cl != NULL && bcn_parse_u64(cl, &len) == 0 && len > r->body_limit) {
+		if (rt->fn == http_kv)
+			http_reply_text(
+			    r, 413,
+			    "Request body(%llu bytes) too large, max size: "
+			    "%llu bytes. See https://developer.hashicorp."
+			    "com/docs/agent/config/config-files#kv_max_"
+			    "value_size.",
+			    (unsigned long long)len,
+			    (unsigned long long)r->body_limit);
+		else
+			http_reply_text(r, 413,
+					"Request body too large, max size: "
+					"%llu bytes",
+					(unsigned long long)r->body_limit);
+		return NULL;
+	}
+	r->rest = r->uri.path + strlen(rt->path);
+	r->rest_len = r->uri.path_len - strlen(rt->path);
+	return rt;
+}
+
+static enum MHD_Result queue(struct http_req *r)
+{
+	enum MHD_Result ret;
+
+	if (r->resp == NULL)
+		return MHD_NO; /* could not build even an error: close */
+	ret = MHD_queue_response(r->conn, r->status, r->resp);
+	MHD_destroy_response(r->resp);
+	r->resp = NULL;
+	return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
+				  const char *url, const char *method,
+				  const char *version, const char *upload,
+				  size_t *upload_size, void **con_cls)
+{
+	struct srv *s = cls;
+	struct http_req *r = *con_cls;
+	const struct route *rt;
+
+	(void)url;
+	(void)version;
+	if (r == NULL)
+		return MHD_NO; /* no memory for a context */
+	if (!r->started) {
+		r->started = true;
+		r->conn = conn;
+		r->method_str = method;
+		r->method = parse_method(method);
+		rt = check_request(r);
+		if (rt == NULL)
+			return queue(r);
+		r->read_fn = rt->fn; /* the route, until dispatch */
+		return MHD_YES;
+	}
+	if (*upload_size > 0) {
+		if (r->status == 0 &&
+		    r->body.len + *upload_size > r->body_limit) {
+			http_reply_text(r, 413,
+					"Request body too large, max size: "
+					"%llu bytes",
+					(unsigned long long)r->body_limit);
+			*upload_size = 0;
+			return queue(r);
+		}
+		bcn_buf_put(&r->body, upload, *upload_size);
+		*upload_size = 0;
+		return MHD_YES;
+	}
+	if (r->status != 0)
+		return queue(r);
+	if (r->dispatched)
+		return MHD_YES; /* resumed with nothing yet: wait */
+	r->dispatched = true;
+	if (bcn_buf_failed(&r->body)) {
+		http_reply_text(r, 500, "Out of memory");
+	} else if (s->stopping) {
+		http_reply_err(r, BCN_ESHUTDOWN);
+	} else {
+		http_fn fn = r->read_fn;
+		r->read_fn = NULL;
+		fn(r);
+	}
+	if (r->status != 0)
+		return queue(r);
+	r->suspended = true;
+	MHD_suspend_connection(conn);
+	return MHD_YES;
+}
+
+/* ---- the daemon on the loop ---------------------------------------------- */
+
+static void mhd_timer_cb(uv_timer_t *t)
+{
+	mhd_run(t->data);
+}
+
+static void mhd_poll_cb(uv_poll_t *p, int status, int events)
+{
+	(void)status;
+	(void)events;
+	mhd_run(p->data);
+}
+
+static void mhd_run(struct srv *s)
+{
+	MHD_UNSIGNED_LONG_LONG ms;
+
+	s->mhd_kick = false;
+	if (s->mhd == NULL)
+		return;
+	MHD_run(s->mhd);
+	if (MHD_get_timeout(s->mhd, &ms) == MHD_YES)
+		uv_timer_start(&s->mhd_timer, mhd_timer_cb, ms, 0);
+	else
+		uv_timer_stop(&s->mhd_timer);
+}
+
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+    __attribute__((format(printf, 2, 0)));
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	char msg[512];
+
+	(void)cls;
+	vsnprintf(msg, sizeof msg, fmt, ap);
+	msg[strcspn(msg, "\n")] = '\0';
+	bcn_debug(MOD, "libmicrohttpd: %s", msg);
+}
+
+int http_start(struct srv *s, const char *addr, unsigned max_conns,
+	       unsigned idle_timeout_s, char *errmsg)
+{
+	struct sockaddr_storage ss;
+	const union MHD_DaemonInfo *info;
+	char host[256];
+	const char *colon = strrchr(addr, ':');
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+	uint64_t port;
+	size_t hlen;
+
+	if (colon == NULL || bcn_parse_u64(colon + 1, &port) != 0 ||
+	    port > 65535 || (size_t)(colon - addr) >= sizeof host) {
+		bcn_errf(errmsg, "bad --http-addr '%s' (want HOST:PORT)", addr);
+		return BCN_EINVAL;
+	}
+	hlen = (size_t)(colon - addr);
+	memcpy(host, addr, hlen);
+	host[hlen] = '\0';
+	if (hlen >= 2 && host[0] == '[' && host[hlen - 1] == ']') {
+		memmove(host, host + 1, hlen - 2);
+		host[hlen - 2] = '\0';
+	}
+	memset(&ss, 0, sizeof ss);
+	if (uv_ip4_addr(host, (int)port, (struct sockaddr_in *)&ss) != 0) {
+		if (uv_ip6_addr(host, (int)port, (struct sockaddr_in6 *)&ss) !=
+		    0) {
+			bcn_errf(errmsg,
+				 "bad --http-addr '%s': not an IP "
+				 "address",
+				 addr);
+			return BCN_EINVAL;
+		}
+		flags |= MHD_USE_IPv6;
+	}
+	s->mhd = MHD_start_daemon(
+	    flags, (uint16_t)port, NULL, NULL, on_request, s,
+	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
+	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
+	    MHD_OPTION_CONNECTION_LIMIT, max_conns,
+	    MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_EXTERNAL_LOGGER,
+	    mhd_log, NULL, MHD_OPTION_END);
+	if (s->mhd == NULL) {
+		bcn_errf(errmsg, "cannot listen on %s (address in use?)", addr);
+		return BCN_EIO;
+	}
+	info = MHD_get_daemon_info(s->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	uv_poll_init(s->loop, &s->mhd_poll, info->epoll_fd);
+	s->mhd_poll.data = s;
+	s->mhd_poll_open = true;
+	uv_poll_start(&s->mhd_poll, UV_READABLE, mhd_poll_cb);
+	bcn_info(MOD, "HTTP API on %s", addr);
+	mhd_run(s);
+	return 0;
+}
+
+void http_quiesce(struct srv *s)
+{
+	MHD_socket fd;
+
+	if (s->mhd == NULL)
+		return;
+	fd = MHD_quiesce_daemon(s->mhd);
+	if (fd != MHD_INVALID_SOCKET)
+		close(fd);
+}
+
+void http_stop(struct srv *s)
+{
+	/* Answer every blocking query with what it has now. */
+	while (s->heap_n > 0) {
+		struct http_req *r = s->heap[0];
+		watch_remove(r);
+		r->timed_out = true;
+		http_reply_err(r, BCN_ESHUTDOWN);
+	}
+	uv_timer_stop(&s->watch_timer);
+	s->mhd_kick = true;
+}
+
+unsigned http_inflight(struct srv *s)
+{
+	return s->inflight;
+}
+
+void http_close(struct srv *s)
+{
+	if (s->mhd != NULL) {
+		MHD_stop_daemon(s->mhd);
+		s->mhd = NULL;
+	}
+	bcn_free(s->heap);
+	s->heap = NULL;
+}
+
+void http_tick(struct srv *s)
+{
+	struct kv_changes ch;
+
+	if (s->cluster != NULL) {
+		kv_changes_take(cluster_kv(s->cluster), &ch);
+		if ((ch.n > 0 || ch.all) && s->watch_head != NULL) {
+			struct http_req *r = s->watch_head, *next;
+			for (; r != NULL; r = next) {
+				next = r->wnext;
+				if (!kv_changes_match(&ch, r->watch_key,
+						      r->watch_exact))
+					continue;
+				watch_remove(r);
+				read_attempt(r);
+				/* read_attempt may re-add @r at the head:
+				 * @next was taken before, so no loop. */
+			}
+		}
+	}
+	if (s->mhd_kick)
+		mhd_run(s);
+}

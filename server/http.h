@@ -1,0 +1,140 @@
+/* The HTTP server: libmicrohttpd driven from the loop (its epoll fd in a
+ * uv_poll_t, its timeout in a uv_timer_t), a context per request, routing,
+ * responses, blocking queries and consistency modes.
+ *
+ * A request's life: http_uri_log() allocates a struct http_req; the access
+ * handler parses and checks it when the headers are in, collects the body,
+ * then dispatches to a route. A route answers at once with http_reply*(), or
+ * starts something asynchronous (a Raft proposal, a barrier, a blocking
+ * query), in which case the connection is suspended until a reply is set.
+ * The request is freed when libmicrohttpd reports completion, unless a Raft
+ * proposal still refers to it; then it is freed by the proposal's callback. */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/buf.h"
+#include "raft/cluster.h"
+#include "server/uri.h"
+
+struct srv;
+struct MHD_Connection;
+struct MHD_Response;
+
+enum http_method {
+	HTTP_GET = 1 << 0,
+	HTTP_PUT = 1 << 1,
+	HTTP_DELETE = 1 << 2,
+	HTTP_POST = 1 << 3,
+	HTTP_OPTIONS = 1 << 4,
+	HTTP_OTHER = 1 << 5,
+};
+
+enum http_consistency { HTTP_DEFAULT, HTTP_STALE, HTTP_CONSISTENT };
+
+struct http_req;
+typedef void (*http_fn)(struct http_req *r);
+
+struct http_req {
+	struct srv *srv;
+	struct MHD_Connection *conn;
+	char *raw_uri;
+	struct http_uri uri;
+	enum http_method method;
+	const char *method_str;
+	const char *rest; /* path after the route's prefix */
+	size_t rest_len;
+
+	struct bcn_buf body;
+	uint64_t body_limit;
+
+	/* Reads: consistency mode, blocking query and the function that
+	 * (re)computes the answer. */
+	enum http_consistency consistency;
+	uint64_t block_index; /* 0: not blocking */
+	uint64_t wait_ms;
+	uint64_t deadline; /* uv_now() ms; 0 until first watched */
+	bool timed_out;
+	http_fn read_fn;
+	void (*write_done)(struct http_req *r, int status);
+	char *watch_key; /* kv key or prefix being watched */
+	bool watch_exact;
+	bool watching;
+	size_t heap_pos;
+	struct http_req *wprev, *wnext;
+
+	/* Set when the answer carries read meta headers. */
+	bool meta;
+	uint64_t index;
+
+	struct MHD_Response *resp;
+	unsigned status;
+	bool started, dispatched, suspended, completed;
+	bool proposing; /* a cluster_req refers to this request */
+	bool reading;	/* a cluster_read refers to this request */
+	struct cluster_req creq;
+	struct cluster_read cread;
+};
+
+/* Start serving on @addr ("host:port"). */
+int http_start(struct srv *s, const char *addr, unsigned max_conns,
+	       unsigned idle_timeout_s, char *errmsg) BCN_MUST_CHECK;
+/* Stop accepting new connections (for shutdown). */
+void http_quiesce(struct srv *s);
+/* Answer every waiting blocking query now and stop the daemon once nothing
+ * is in flight. */
+void http_stop(struct srv *s);
+/* End of a loop turn: wake blocking queries whose data changed, expire
+ * those whose wait ran out, and let libmicrohttpd run if anything moved. */
+void http_tick(struct srv *s);
+/* Stop the daemon and free what http_start() made (after the loop
+ * stopped serving). */
+void http_close(struct srv *s);
+/* Number of requests still in flight (for shutdown). */
+unsigned http_inflight(struct srv *s);
+
+/* Replies. Each sets the response once; later calls are ignored. */
+void http_reply(struct http_req *r, unsigned status, const char *ctype,
+		const void *body, size_t len);
+void http_reply_json(struct http_req *r, unsigned status, struct bcn_buf *b);
+void http_reply_text(struct http_req *r, unsigned status, const char *fmt, ...)
+    BCN_PRINTF(3, 4);
+/* Reply for an error code from a lower layer. */
+void http_reply_err(struct http_req *r, int code);
+/* Add a header to the reply already set (no-op if none). */
+void http_add_header(struct http_req *r, const char *name, const char *value);
+/* Attach read meta headers (X-Consul-Index and friends) to the reply. */
+void http_set_index(struct http_req *r, uint64_t index);
+
+/* Parameters. */
+const struct http_arg *http_arg(struct http_req *r, const char *name);
+bool http_flag(struct http_req *r, const char *name);
+/* Parse an optional uint64 parameter; on a bad value replies 400 with
+ * @errtext and returns false. */
+bool http_arg_u64(struct http_req *r, const char *name, uint64_t *out,
+		  bool *present, const char *errtext);
+
+/* Begin a read: checks ?dc, the consistency mode and the blocking
+ * parameters, then calls @fn now, after a barrier, or not at all (an error
+ * reply is set). @fn computes the answer; to block it calls http_watch_kv()
+ * and returns without replying. */
+void http_read(struct http_req *r, http_fn fn);
+/* From a read function: true if the caller should block instead of
+ * answering with @index; then the request waits for a change of @key (or
+ * prefix) or the end of its wait, and @fn runs again. */
+bool http_block_kv(struct http_req *r, uint64_t index, const char *key,
+		   bool exact);
+
+/* Begin a write: checks ?dc and leadership. On false a reply is set. */
+bool http_write_ok(struct http_req *r);
+/* Propose @ops; @done runs with the outcome (not if the client went away). */
+void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
+		  void (*done)(struct http_req *r, int status));
+
+/* Routes (http_kv.c, http_status.c). */
+void http_kv(struct http_req *r);
+void http_txn(struct http_req *r);
+void http_status_leader(struct http_req *r);
+void http_status_peers(struct http_req *r);

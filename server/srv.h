@@ -1,0 +1,41 @@
+/* The server: what main() owns and every part of server/ reaches. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "server/config.h"
+
+struct MHD_Daemon;
+struct cluster;
+struct http_req;
+
+struct srv {
+	uv_loop_t *loop;
+	const struct config *cfg;
+	struct cluster *cluster;
+
+	struct MHD_Daemon *mhd;
+	uv_poll_t mhd_poll;
+	bool mhd_poll_open;
+	uv_timer_t mhd_timer;
+	bool mhd_kick;	   /* run MHD at the end of this turn */
+	unsigned inflight; /* requests not yet completed */
+
+	/* Blocking queries: all of them, and a min-heap by deadline. */
+	struct http_req *watch_head;
+	struct http_req **heap;
+	size_t heap_n, heap_cap;
+	uv_timer_t watch_timer;
+
+	uv_prepare_t prepare;
+	uv_signal_t sigterm, sigint;
+	uv_timer_t stop_timer;
+	bool stopping;
+	int exit_code;
+	uint64_t rng;
+};
+
+/* A random number for jitter. */
+uint64_t srv_random(struct srv *s);
