@@ -10,7 +10,7 @@
 
 CC       ?= cc
 SANCC    ?= clang
-PKGS     := libuv sqlite3 jansson libmicrohttpd raft libsodium
+PKGS     := libuv sqlite3 jansson libmicrohttpd raft libsodium libcurl
 RAFT_MIN := 0.17.1
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \

@@ -46,7 +46,12 @@ struct cluster {
 	struct raft_uv_transport transport;
 	struct raft_fsm fsm;
 	raft_id id;
-	char raft_addr[256];
+	char raft_addr[CLUSTER_MAX_NAME];
+	char http_addr[CLUSTER_MAX_NAME];
+	char node[CLUSTER_MAX_NAME];
+	sqlite3_stmt *srv_put, *srv_by_raft, *srv_by_name;
+	struct cluster_req self_req; /* our own server record */
+	bool self_busy;
 	sqlite3 *db;
 	struct kv_store *kv;
 	bool in_batch;
@@ -139,6 +144,55 @@ static struct cluster_req *pending_find(struct cluster *c, uint64_t index)
 	return NULL;
 }
 
+/* ---- the servers table ----------------------------------------------------
+ */
+
+static const char servers_schema[] =
+    "CREATE TABLE IF NOT EXISTS servers(name TEXT PRIMARY KEY,"
+    " raft_addr TEXT NOT NULL, http_addr TEXT NOT NULL,"
+    " idx INTEGER NOT NULL) WITHOUT ROWID";
+
+static int server_put(struct cluster *c, const struct cluster_cmd *cmd,
+		      uint64_t index)
+{
+	sqlite3_stmt *st = c->srv_put;
+	int rc;
+
+	sqlite3_bind_text(st, 1, cmd->server_name, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 2, cmd->server_raft, -1, SQLITE_STATIC);
+	sqlite3_bind_text(st, 3, cmd->server_http, -1, SQLITE_STATIC);
+	sqlite3_bind_int64(st, 4, (sqlite3_int64)index);
+	rc = sqlite3_step(st);
+	sqlite3_reset(st);
+	return rc == SQLITE_DONE ? 0 : BCN_EIO;
+}
+
+/* Copy column @col of the row that @st finds for @key into @out. */
+static bool server_lookup(sqlite3_stmt *st, const char *key, int col, char *out,
+			  size_t cap)
+{
+	bool found = false;
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	if (sqlite3_step(st) == SQLITE_ROW) {
+		const char *v = (const char *)sqlite3_column_text(st, col);
+		if (v != NULL) {
+			snprintf(out, cap, "%s", v);
+			found = true;
+		}
+	}
+	sqlite3_reset(st);
+	return found;
+}
+
+bool cluster_leader_http(struct cluster *c, char *out, size_t cap)
+{
+	const char *raft = cluster_leader_addr(c);
+
+	return raft[0] != '\0' &&
+	       server_lookup(c->srv_by_raft, raft, 2, out, cap);
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		     void **result)
 {
@@ -162,6 +216,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		break;
 	case CMD_REAP:
 		rc = kv_reap(c->kv, cmd.reap_before);
+		break;
+	case CMD_SERVER:
+		rc = server_put(c, &cmd, index);
 		break;
 	}
 	cluster_cmd_close(&cmd);
@@ -363,6 +420,33 @@ static int open_db(struct cluster *c, const struct cluster_options *o,
 			 sqlite3_errmsg(c->db));
 		return rc;
 	}
+	rc = exec(c->db, servers_schema);
+	if (rc == 0)
+		rc = sqlite3_prepare_v2(c->db,
+					"INSERT OR REPLACE INTO servers(name, "
+					"raft_addr, http_addr, idx) "
+					"VALUES(?1, ?2, ?3, ?4)",
+					-1, &c->srv_put, NULL) == SQLITE_OK
+			 ? 0
+			 : BCN_EIO;
+	if (rc == 0)
+		rc = sqlite3_prepare_v2(c->db,
+					"SELECT name, raft_addr, http_addr "
+					"FROM servers WHERE raft_addr = ?1",
+					-1, &c->srv_by_raft, NULL) == SQLITE_OK
+			 ? 0
+			 : BCN_EIO;
+	if (rc == 0)
+		rc = sqlite3_prepare_v2(c->db,
+					"SELECT name, raft_addr, http_addr "
+					"FROM servers WHERE name = ?1",
+					-1, &c->srv_by_name, NULL) == SQLITE_OK
+			 ? 0
+			 : BCN_EIO;
+	if (rc != 0) {
+		bcn_errf(errmsg, "servers table: %s", sqlite3_errmsg(c->db));
+		return rc;
+	}
 	return kv_store_open(&c->kv, c->db, errmsg);
 }
 
@@ -428,6 +512,8 @@ static int parse_initial(const struct cluster_options *o,
 	return rc;
 }
 
+static void close_stmts(struct cluster *c);
+
 static int mkdir_p(const char *dir)
 {
 	char tmp[4096];
@@ -468,6 +554,9 @@ int cluster_start(struct cluster **out, struct uv_loop_s *loop,
 	c->pending.next = c->pending.prev = &c->pending;
 	c->id = cluster_node_id(o->node);
 	snprintf(c->raft_addr, sizeof c->raft_addr, "%s", o->raft_addr);
+	snprintf(c->http_addr, sizeof c->http_addr, "%s",
+		 o->http_addr != NULL ? o->http_addr : "");
+	snprintf(c->node, sizeof c->node, "%s", o->node);
 	snprintf(dir, sizeof dir, "%s/raft", o->data_dir);
 	rc = mkdir_p(dir);
 	if (rc != 0) {
@@ -553,10 +642,18 @@ err_transport:
 	raft_uv_tcp_close(&c->transport);
 err_db:
 	kv_store_close(c->kv);
+	close_stmts(c);
 	sqlite3_close(c->db);
 err_free:
 	bcn_free(c);
 	return rc;
+}
+
+static void close_stmts(struct cluster *c)
+{
+	sqlite3_finalize(c->srv_put);
+	sqlite3_finalize(c->srv_by_raft);
+	sqlite3_finalize(c->srv_by_name);
 }
 
 static void fire_reads(struct cluster_read **list, int status)
@@ -583,6 +680,7 @@ static void on_raft_closed(struct raft *r)
 	fire_reads(&c->reads_inflight, BCN_ESHUTDOWN);
 	fire_reads(&c->reads_waiting, BCN_ESHUTDOWN);
 	kv_store_close(c->kv);
+	close_stmts(c);
 	sqlite3_close(c->db);
 	bcn_free(c);
 	if (cb != NULL)
@@ -598,6 +696,8 @@ void cluster_stop(struct cluster *c, void (*cb)(void *data), void *data)
 
 /* ---- leadership ---------------------------------------------------------- */
 
+static void record_self(struct cluster *c);
+
 static void ready_barrier_cb(struct raft_barrier *b, int status)
 {
 	struct cluster *c = b->data;
@@ -607,6 +707,7 @@ static void ready_barrier_cb(struct raft_barrier *b, int status)
 		c->ready = true;
 		bcn_info(MOD, "leader of term %llu, serving",
 			 (unsigned long long)raft_current_term(&c->raft));
+		record_self(c);
 	} else {
 		c->leader_seen = false; /* retry at the next tick */
 	}
@@ -720,27 +821,19 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
 	req->cb(req, status);
 }
 
-int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
-		       struct cluster_req *req, cluster_req_cb cb)
+/* Propose the encoded command in @enc (borrowed). */
+static int propose(struct cluster *c, const struct bcn_buf *enc,
+		   struct cluster_req *req, cluster_req_cb cb)
 {
 	struct raft_apply *a = (struct raft_apply *)req->raft_req;
 	struct raft_buffer buf;
-	struct bcn_buf enc;
 	int rc;
 
-	if (!cluster_serving(c))
-		return BCN_ENOTLEADER;
-	bcn_buf_init(&enc);
-	rc = cluster_cmd_encode_kv(ops, n, &enc);
-	if (rc != 0)
-		goto out;
-	buf.len = enc.len;
+	buf.len = enc->len;
 	buf.base = raft_malloc(buf.len);
-	if (buf.base == NULL) {
-		rc = BCN_ENOMEM;
-		goto out;
-	}
-	memcpy(buf.base, enc.data, enc.len);
+	if (buf.base == NULL)
+		return BCN_ENOMEM;
+	memcpy(buf.base, enc->data, enc->len);
 	memset(a, 0, sizeof *a);
 	a->data = req;
 	req->c = c;
@@ -752,8 +845,7 @@ int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
 		 * although its header says the caller keeps it: never free
 		 * it here (a double free; at worst this leaks one entry). */
 		bcn_warn(MOD, "raft_apply: %s (%d)", raft_strerror(rc), rc);
-		rc = rc == RAFT_NOTLEADER ? BCN_ENOTLEADER : BCN_EINTERNAL;
-		goto out;
+		return rc == RAFT_NOTLEADER ? BCN_ENOTLEADER : BCN_EINTERNAL;
 	}
 	req->index = a->index;
 	/* Entries are appended in index order: keep the list sorted. */
@@ -761,9 +853,55 @@ int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
 	req->prev = c->pending.prev;
 	c->pending.prev->next = req;
 	c->pending.prev = req;
-out:
+	return 0;
+}
+
+int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
+		       struct cluster_req *req, cluster_req_cb cb)
+{
+	struct bcn_buf enc;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_kv(ops, n, &enc);
+	if (rc == 0)
+		rc = propose(c, &enc, req, cb);
 	bcn_buf_close(&enc);
 	return rc;
+}
+
+static void self_record_cb(struct cluster_req *req, int status)
+{
+	struct cluster *c = req->data;
+
+	c->self_busy = false;
+	kv_result_close(&req->result);
+	if (status != 0)
+		bcn_warn(MOD, "recording this server: %s",
+			 bcn_strerror(status));
+}
+
+/* A new leader records itself, so that followers can reach its HTTP API. */
+static void record_self(struct cluster *c)
+{
+	char raft[CLUSTER_MAX_NAME] = "", http[CLUSTER_MAX_NAME] = "";
+	struct bcn_buf enc;
+
+	if (c->self_busy || c->http_addr[0] == '\0')
+		return;
+	server_lookup(c->srv_by_name, c->node, 1, raft, sizeof raft);
+	server_lookup(c->srv_by_name, c->node, 2, http, sizeof http);
+	if (strcmp(raft, c->raft_addr) == 0 && strcmp(http, c->http_addr) == 0)
+		return;
+	bcn_buf_init(&enc);
+	c->self_req.data = c;
+	if (cluster_cmd_encode_server(c->node, c->raft_addr, c->http_addr,
+				      &enc) == 0 &&
+	    propose(c, &enc, &c->self_req, self_record_cb) == 0)
+		c->self_busy = true;
+	bcn_buf_close(&enc);
 }
 
 /* ---- consistent reads ---------------------------------------------------- */

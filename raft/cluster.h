@@ -17,9 +17,10 @@ struct uv_loop_s;
 struct cluster;
 
 struct cluster_options {
-	const char *node;	     /* this server's name (raft ID source) */
-	const char *data_dir;	     /* raft log in <data_dir>/raft */
-	const char *raft_addr;	     /* host:port to bind and advertise */
+	const char *node;      /* this server's name (raft ID source) */
+	const char *data_dir;  /* raft log in <data_dir>/raft */
+	const char *raft_addr; /* host:port to bind and advertise */
+	const char *http_addr; /* recorded so that followers can forward */
 	const char *initial_cluster; /* "n1=host:port,..."; "" = just me */
 	unsigned election_timeout_ms;
 	unsigned heartbeat_ms;
@@ -58,6 +59,12 @@ const char *cluster_leader_addr(struct cluster *c);
  * UINT64_MAX if never). */
 uint64_t cluster_last_contact_ms(struct cluster *c);
 uint64_t cluster_applied_index(struct cluster *c);
+/* Copy the leader's HTTP address into @out. False if there is no known
+ * leader or it has not recorded itself yet. */
+bool cluster_leader_http(struct cluster *c, char *out, size_t cap);
+/* Copy the leader's HTTP address into @out. False if there is no known
+ * leader or it has not recorded itself yet. */
+bool cluster_leader_http(struct cluster *c, char *out, size_t cap);
 const char *cluster_raft_addr(struct cluster *c);
 /* Voters' raft addresses; returns the count written (at most @cap). */
 size_t cluster_voters(struct cluster *c, const char **addrs, size_t cap);

@@ -42,6 +42,35 @@ int cluster_cmd_encode_reap(uint64_t before, struct bcn_buf *out)
 	return pad(out);
 }
 
+int cluster_cmd_encode_server(const char *name, const char *raft_addr,
+			      const char *http_addr, struct bcn_buf *out)
+{
+	const char *f[3] = {name, raft_addr, http_addr};
+
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_SERVER);
+	for (int i = 0; i < 3; i++) {
+		size_t n = strlen(f[i]);
+		if (n >= CLUSTER_MAX_NAME)
+			return BCN_EINVAL;
+		bcn_buf_put_blob(out, f[i], n);
+	}
+	return pad(out);
+}
+
+/* Copy a blob into a NUL-terminated field of CLUSTER_MAX_NAME bytes. */
+static bool take_name(struct bcn_cursor *c, char *out)
+{
+	size_t n;
+	const char *p = bcn_cursor_blob(c, &n);
+
+	if (c->err || n >= CLUSTER_MAX_NAME || memchr(p, '\0', n) != NULL)
+		return false;
+	memcpy(out, p, n);
+	out[n] = '\0';
+	return true;
+}
+
 int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 {
 	struct bcn_cursor c;
@@ -55,6 +84,12 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 	switch (out->type) {
 	case CMD_REAP:
 		out->reap_before = bcn_cursor_u64(&c);
+		break;
+	case CMD_SERVER:
+		if (!take_name(&c, out->server_name) ||
+		    !take_name(&c, out->server_raft) ||
+		    !take_name(&c, out->server_http))
+			goto corrupt;
 		break;
 	case CMD_KV:
 		n = bcn_cursor_u32(&c);

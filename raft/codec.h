@@ -5,6 +5,7 @@
  *   CMD_KV:   u32 n | n × (u8 verb | blob key+NUL | blob value | u64 flags |
  *                          u64 index)
  *   CMD_REAP: u64 before
+ *   CMD_SERVER: blob name | blob raft address | blob HTTP address
  * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
  * so that decoding points into the log buffer without copying. The whole
  * is zero-padded to a multiple of 8 bytes, as libraft's disk format needs. */
@@ -19,7 +20,9 @@
 
 #define CLUSTER_CODEC_VERSION 1
 
-enum cluster_cmd_type { CMD_KV = 1, CMD_REAP = 2 };
+enum cluster_cmd_type { CMD_KV = 1, CMD_REAP = 2, CMD_SERVER = 3 };
+
+#define CLUSTER_MAX_NAME 256
 
 struct cluster_cmd {
 	enum cluster_cmd_type type;
@@ -27,6 +30,10 @@ struct cluster_cmd {
 			      into the decoded buffer */
 	size_t n_ops;
 	uint64_t reap_before; /* CMD_REAP */
+	/* CMD_SERVER: NUL-terminated copies */
+	char server_name[CLUSTER_MAX_NAME];
+	char server_raft[CLUSTER_MAX_NAME];
+	char server_http[CLUSTER_MAX_NAME];
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
@@ -35,6 +42,10 @@ int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
 			  struct bcn_buf *out) BCN_MUST_CHECK;
 int cluster_cmd_encode_reap(uint64_t before,
 			    struct bcn_buf *out) BCN_MUST_CHECK;
+/* A server's record: each string shorter than CLUSTER_MAX_NAME. */
+int cluster_cmd_encode_server(const char *name, const char *raft_addr,
+			      const char *http_addr,
+			      struct bcn_buf *out) BCN_MUST_CHECK;
 
 /* Decode @buf[0..len) (borrowed: @out points into it, so it must outlive
  * @out). Returns 0, BCN_ENOMEM, or BCN_ECORRUPT for anything malformed:

@@ -14,6 +14,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/parse.h"
+#include "server/forward.h"
 #include "server/srv.h"
 
 #define MOD		   "http"
@@ -88,6 +89,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	r->completed = true;
 	if (r->watching)
 		watch_remove(r);
+	fwd_cancel(r);
 	if (r->reading && r->srv->cluster != NULL) {
 		cluster_read_cancel(r->srv->cluster, &r->cread);
 		r->reading = false;
@@ -451,8 +453,7 @@ static void read_attempt(struct http_req *r)
 		return;
 	}
 	if (r->consistency != HTTP_STALE && !cluster_serving(c)) {
-		/* TODO(#3): forward to the leader. */
-		http_reply_err(r, BCN_ENOTLEADER);
+		fwd_start(r);
 		return;
 	}
 	if (r->consistency == HTTP_CONSISTENT) {
@@ -512,8 +513,7 @@ bool http_write_ok(struct http_req *r)
 		return false;
 	}
 	if (!cluster_serving(r->srv->cluster)) {
-		/* TODO(#3): forward to the leader. */
-		http_reply_err(r, BCN_ENOTLEADER);
+		fwd_start(r);
 		return false;
 	}
 	return true;
@@ -845,6 +845,7 @@ void http_stop(struct srv *s)
 		http_reply_err(r, BCN_ESHUTDOWN);
 	}
 	uv_timer_stop(&s->watch_timer);
+	fwd_close(s);
 	s->mhd_kick = true;
 }
 

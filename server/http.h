@@ -22,6 +22,7 @@
 struct srv;
 struct MHD_Connection;
 struct MHD_Response;
+struct fwd;
 
 enum http_method {
 	HTTP_GET = 1 << 0,
@@ -72,8 +73,9 @@ struct http_req {
 	struct MHD_Response *resp;
 	unsigned status;
 	bool started, dispatched, suspended, completed;
-	bool proposing; /* a cluster_req refers to this request */
-	bool reading;	/* a cluster_read refers to this request */
+	bool proposing;	 /* a cluster_req refers to this request */
+	bool reading;	 /* a cluster_read refers to this request */
+	struct fwd *fwd; /* a forward to the leader in flight */
 	struct cluster_req creq;
 	struct cluster_read cread;
 };

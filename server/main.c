@@ -6,6 +6,7 @@
  * is waiting. Shutdown on SIGTERM/SIGINT: stop accepting, answer blocking
  * queries, close raft (pending writes get "unknown outcome"), let replies
  * drain, stop HTTP, exit 0. */
+#include <curl/curl.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -43,6 +44,7 @@ static void close_all(struct srv *s)
 		uv_close((uv_handle_t *)&s->mhd_poll, handle_close_cb);
 	uv_close((uv_handle_t *)&s->mhd_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->watch_timer, handle_close_cb);
+	uv_close((uv_handle_t *)&s->curl_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->prepare, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigterm, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigint, handle_close_cb);
@@ -123,6 +125,7 @@ int main(int argc, char **argv)
 	int rc;
 
 	signal(SIGPIPE, SIG_IGN); /* a dead peer must not kill us */
+	curl_global_init(CURL_GLOBAL_DEFAULT);
 	rc = config_load(&cfg, argc, argv, errmsg);
 	if (rc != 0) {
 		config_close(&cfg);
@@ -151,6 +154,7 @@ int main(int argc, char **argv)
 	    .node = cfg.node,
 	    .data_dir = cfg.data_dir,
 	    .raft_addr = cfg.raft_addr,
+	    .http_addr = cfg.http_addr,
 	    .initial_cluster = cfg.initial_cluster,
 	    .election_timeout_ms = (unsigned)cfg.raft_election_timeout,
 	    .heartbeat_ms = (unsigned)cfg.raft_heartbeat,
@@ -172,6 +176,8 @@ int main(int argc, char **argv)
 	s.mhd_timer.data = &s;
 	uv_timer_init(&loop, &s.watch_timer);
 	s.watch_timer.data = &s;
+	uv_timer_init(&loop, &s.curl_timer);
+	s.curl_timer.data = &s;
 	uv_signal_init(&loop, &s.sigterm);
 	uv_signal_init(&loop, &s.sigint);
 	s.sigterm.data = s.sigint.data = &s;
@@ -198,5 +204,6 @@ out_loop:
 			bcn_warn(MOD, "could not remove %s", cfg.dev_dir);
 	}
 	config_close(&cfg);
+	curl_global_cleanup();
 	return rc == 0 ? 0 : 1;
 }

@@ -10,6 +10,8 @@
 struct MHD_Daemon;
 struct cluster;
 struct http_req;
+struct fwd;
+struct fwd_sock;
 
 struct srv {
 	uv_loop_t *loop;
@@ -28,6 +30,12 @@ struct srv {
 	struct http_req **heap;
 	size_t heap_n, heap_cap;
 	uv_timer_t watch_timer;
+
+	/* Forwarding to the leader (forward.c). */
+	void *curlm; /* CURLM */
+	struct fwd *fwds;
+	struct fwd_sock *fwd_socks;
+	uv_timer_t curl_timer;
 
 	uv_prepare_t prepare;
 	uv_signal_t sigterm, sigint;

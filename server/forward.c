@@ -1,0 +1,358 @@
+#include "server/forward.h"
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "common/alloc.h"
+#include "common/log.h"
+#include "server/http.h"
+#include "server/srv.h"
+
+#define MOD	     "fwd"
+#define FWD_MAX_BODY (64u << 20)
+
+struct fwd {
+	struct http_req *r;
+	CURL *easy;
+	struct curl_slist *hdrs;
+	struct bcn_buf body;	/* the leader's answer */
+	struct bcn_buf headers; /* "name\0value\0" pairs to relay */
+	char err[CURL_ERROR_SIZE];
+	struct fwd *prev, *next;
+};
+
+struct fwd_sock {
+	uv_poll_t poll;
+	curl_socket_t fd;
+	struct srv *s;
+	struct fwd_sock *prev, *next;
+};
+
+static void check_done(struct srv *s);
+
+static void sock_close_cb(uv_handle_t *h)
+{
+	bcn_free(h->data);
+}
+
+static void sock_drop(struct srv *s, struct fwd_sock *fs)
+{
+	if (fs->prev != NULL)
+		fs->prev->next = fs->next;
+	else
+		s->fwd_socks = fs->next;
+	if (fs->next != NULL)
+		fs->next->prev = fs->prev;
+	uv_poll_stop(&fs->poll);
+	uv_close((uv_handle_t *)&fs->poll, sock_close_cb);
+}
+
+static void poll_cb(uv_poll_t *p, int status, int events)
+{
+	struct fwd_sock *fs = p->data;
+	struct srv *s = fs->s;
+	int flags = 0, running;
+
+	if (status < 0)
+		flags = CURL_CSELECT_ERR;
+	if (events & UV_READABLE)
+		flags |= CURL_CSELECT_IN;
+	if (events & UV_WRITABLE)
+		flags |= CURL_CSELECT_OUT;
+	curl_multi_socket_action(s->curlm, fs->fd, flags, &running);
+	check_done(s);
+}
+
+static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp,
+		   void *socketp)
+{
+	struct srv *s = userp;
+	struct fwd_sock *fs = socketp;
+	int ev = 0;
+
+	(void)e;
+	if (what == CURL_POLL_REMOVE) {
+		if (fs != NULL) {
+			curl_multi_assign(s->curlm, fd, NULL);
+			sock_drop(s, fs);
+		}
+		return 0;
+	}
+	if (fs == NULL) {
+		fs = bcn_calloc(1, sizeof *fs);
+		if (fs == NULL)
+			return -1;
+		if (uv_poll_init_socket(s->loop, &fs->poll, fd) != 0) {
+			bcn_free(fs);
+			return -1;
+		}
+		fs->fd = fd;
+		fs->s = s;
+		fs->poll.data = fs;
+		fs->next = s->fwd_socks;
+		if (s->fwd_socks != NULL)
+			s->fwd_socks->prev = fs;
+		s->fwd_socks = fs;
+		curl_multi_assign(s->curlm, fd, fs);
+	}
+	if (what & CURL_POLL_IN)
+		ev |= UV_READABLE;
+	if (what & CURL_POLL_OUT)
+		ev |= UV_WRITABLE;
+	uv_poll_start(&fs->poll, ev, poll_cb);
+	return 0;
+}
+
+static void timeout_cb(uv_timer_t *t)
+{
+	struct srv *s = t->data;
+	int running;
+
+	curl_multi_socket_action(s->curlm, CURL_SOCKET_TIMEOUT, 0, &running);
+	check_done(s);
+}
+
+static int timer_cb(CURLM *m, long ms, void *userp)
+{
+	struct srv *s = userp;
+
+	(void)m;
+	if (ms < 0)
+		uv_timer_stop(&s->curl_timer);
+	else
+		uv_timer_start(&s->curl_timer, timeout_cb, (uint64_t)ms, 0);
+	return 0;
+}
+
+static int ensure_multi(struct srv *s)
+{
+	if (s->curlm != NULL)
+		return 0;
+	s->curlm = curl_multi_init();
+	if (s->curlm == NULL)
+		return BCN_ENOMEM;
+	curl_multi_setopt(s->curlm, CURLMOPT_SOCKETFUNCTION, sock_cb);
+	curl_multi_setopt(s->curlm, CURLMOPT_SOCKETDATA, s);
+	curl_multi_setopt(s->curlm, CURLMOPT_TIMERFUNCTION, timer_cb);
+	curl_multi_setopt(s->curlm, CURLMOPT_TIMERDATA, s);
+	return 0;
+}
+
+static size_t write_cb(char *p, size_t size, size_t n, void *data)
+{
+	struct fwd *f = data;
+
+	if (f->body.len + n > FWD_MAX_BODY)
+		return 0; /* abort the transfer */
+	bcn_buf_put(&f->body, p, size * n);
+	return bcn_buf_failed(&f->body) ? 0 : n;
+}
+
+/* Relay the headers that carry meaning for clients. */
+static size_t header_cb(char *p, size_t size, size_t n, void *data)
+{
+	static const char *const keep[] = {"Content-Type", "Allow",
+					   "X-Content-Type-Options",
+					   "Content-Security-Policy"};
+	struct fwd *f = data;
+	size_t len = size * n;
+	char *colon = memchr(p, ':', len);
+	size_t nlen, vstart, vend;
+	bool relay = false;
+
+	if (colon == NULL)
+		return len;
+	nlen = (size_t)(colon - p);
+	if (nlen > 9 && strncasecmp(p, "X-Consul-", 9) == 0)
+		relay = true;
+	for (size_t i = 0; !relay && i < sizeof keep / sizeof keep[0]; i++)
+		relay = nlen == strlen(keep[i]) &&
+			strncasecmp(p, keep[i], nlen) == 0;
+	if (!relay)
+		return len;
+	vstart = nlen + 1;
+	while (vstart < len && p[vstart] == ' ')
+		vstart++;
+	vend = len;
+	while (vend > vstart && (p[vend - 1] == '\r' || p[vend - 1] == '\n'))
+		vend--;
+	bcn_buf_put(&f->headers, p, nlen);
+	bcn_buf_putc(&f->headers, '\0');
+	bcn_buf_put(&f->headers, p + vstart, vend - vstart);
+	bcn_buf_putc(&f->headers, '\0');
+	return len;
+}
+
+static void fwd_free(struct srv *s, struct fwd *f)
+{
+	if (f->prev != NULL)
+		f->prev->next = f->next;
+	else
+		s->fwds = f->next;
+	if (f->next != NULL)
+		f->next->prev = f->prev;
+	curl_multi_remove_handle(s->curlm, f->easy);
+	curl_easy_cleanup(f->easy);
+	curl_slist_free_all(f->hdrs);
+	bcn_buf_close(&f->body);
+	bcn_buf_close(&f->headers);
+	f->r->fwd = NULL;
+	bcn_free(f);
+}
+
+static void finish(struct srv *s, struct fwd *f, CURLcode res)
+{
+	struct http_req *r = f->r;
+	const char *ctype = NULL;
+	long status = 0;
+
+	if (res != CURLE_OK) {
+		bcn_debug(MOD, "forward %s %s: %s", r->method_str, r->raw_uri,
+			  f->err[0] != '\0' ? f->err : curl_easy_strerror(res));
+		if (res == CURLE_COULDNT_CONNECT || r->method == HTTP_GET)
+			http_reply_text(r, 500, "No cluster leader");
+		else
+			http_reply_err(r, BCN_EUNKNOWN);
+		fwd_free(s, f);
+		return;
+	}
+	curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+	for (size_t i = 0; i < f->headers.len;) {
+		const char *name = f->headers.data + i;
+		const char *val = name + strlen(name) + 1;
+		if (strcasecmp(name, "Content-Type") == 0)
+			ctype = val;
+		i += strlen(name) + strlen(val) + 2;
+	}
+	http_reply(r, (unsigned)status, ctype, f->body.data, f->body.len);
+	for (size_t i = 0; i < f->headers.len;) {
+		const char *name = f->headers.data + i;
+		const char *val = name + strlen(name) + 1;
+		if (strcasecmp(name, "Content-Type") != 0)
+			http_add_header(r, name, val);
+		i += strlen(name) + strlen(val) + 2;
+	}
+	fwd_free(s, f);
+}
+
+static void check_done(struct srv *s)
+{
+	CURLMsg *m;
+	int left;
+
+	while ((m = curl_multi_info_read(s->curlm, &left)) != NULL) {
+		struct fwd *f = NULL;
+		if (m->msg != CURLMSG_DONE)
+			continue;
+		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &f);
+		finish(s, f, m->data.result);
+	}
+}
+
+static bool add_header(struct fwd *f, const char *line)
+{
+	struct curl_slist *l = curl_slist_append(f->hdrs, line);
+
+	if (l == NULL)
+		return false;
+	f->hdrs = l;
+	return true;
+}
+
+void fwd_start(struct http_req *r)
+{
+	static const char *const pass[] = {"X-Consul-Token", "Authorization",
+					   "Content-Type"};
+	struct srv *s = r->srv;
+	char leader[256], url[4096 + 300], line[1200];
+	const char *v;
+	struct fwd *f;
+	bool ok = true;
+
+	if (MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND, FWD_HEADER) !=
+		NULL ||
+	    s->cluster == NULL ||
+	    !cluster_leader_http(s->cluster, leader, sizeof leader)) {
+		http_reply_err(r, BCN_ENOTLEADER);
+		return;
+	}
+	if (ensure_multi(s) != 0 || (f = bcn_calloc(1, sizeof *f)) == NULL) {
+		http_reply_err(r, BCN_ENOMEM);
+		return;
+	}
+	f->r = r;
+	f->easy = curl_easy_init();
+	if (f->easy == NULL) {
+		bcn_free(f);
+		http_reply_err(r, BCN_ENOMEM);
+		return;
+	}
+	snprintf(url, sizeof url, "http://%s%s", leader, r->raw_uri);
+	snprintf(line, sizeof line, "%s: %s", FWD_HEADER, s->cfg->node);
+	ok &= add_header(f, line);
+	ok &= add_header(f, "Expect:");
+	for (size_t i = 0; i < sizeof pass / sizeof pass[0]; i++) {
+		v = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						pass[i]);
+		snprintf(line, sizeof line, "%s:%s%s", pass[i],
+			 v != NULL ? " " : "", v != NULL ? v : "");
+		ok &= add_header(f, line);
+	}
+	curl_easy_setopt(f->easy, CURLOPT_URL, url);
+	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
+	curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->hdrs);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(f->easy, CURLOPT_HEADERFUNCTION, header_cb);
+	curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
+	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->err);
+	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
+	/* A blocking query holds up to 10 min + wait/16 on the leader. */
+	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS,
+			 (long)(11 * 60 * 1000 + 30000));
+	if (r->method == HTTP_GET) {
+		curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
+	} else {
+		curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, r->method_str);
+		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS,
+				 r->body.data != NULL ? r->body.data : "");
+		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)r->body.len);
+	}
+	f->next = s->fwds;
+	if (s->fwds != NULL)
+		s->fwds->prev = f;
+	s->fwds = f;
+	r->fwd = f;
+	if (!ok || curl_multi_add_handle(s->curlm, f->easy) != CURLM_OK) {
+		fwd_free(s, f);
+		http_reply_err(r, BCN_ENOMEM);
+	}
+}
+
+void fwd_cancel(struct http_req *r)
+{
+	if (r->fwd != NULL)
+		fwd_free(r->srv, r->fwd);
+}
+
+void fwd_close(struct srv *s)
+{
+	while (s->fwds != NULL) {
+		struct fwd *f = s->fwds;
+		http_reply_err(f->r, BCN_ESHUTDOWN);
+		fwd_free(s, f);
+	}
+	if (s->curlm != NULL) {
+		curl_multi_cleanup(s->curlm);
+		s->curlm = NULL;
+	}
+	while (s->fwd_socks != NULL)
+		sock_drop(s, s->fwd_socks);
+	uv_timer_stop(&s->curl_timer);
+}
