@@ -193,6 +193,26 @@ bool cluster_leader_http(struct cluster *c, char *out, size_t cap)
 	       server_lookup(c->srv_by_raft, raft, 2, out, cap);
 }
 
+static int load_image(struct cluster *c, const void *img, size_t len);
+
+/* A backup restored through the log: every server replaces its state. The
+ * leader verified the checksum before proposing; a bad one here means the
+ * entry itself is damaged, which stops the server like any bad entry. */
+static int apply_restore(struct cluster *c, const struct cluster_cmd *cmd)
+{
+	size_t off, len;
+	int rc = cluster_snapshot_verify(cmd->image, cmd->image_len, &off, &len,
+					 NULL);
+
+	if (rc == 0)
+		rc = load_image(c, (const uint8_t *)cmd->image + off, len);
+	if (rc == 0) {
+		kv_changes_mark_all(c->kv);
+		bcn_info(MOD, "restored a backup of %zu bytes", len);
+	}
+	return rc;
+}
+
 static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		     void **result)
 {
@@ -219,6 +239,9 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		break;
 	case CMD_SERVER:
 		rc = server_put(c, &cmd, index);
+		break;
+	case CMD_RESTORE:
+		rc = apply_restore(c, &cmd);
 		break;
 	}
 	cluster_cmd_close(&cmd);
@@ -278,10 +301,15 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	struct raft_buffer *b;
 	uint8_t *hdr;
 
+	uint64_t t0 = uv_hrtime();
+
 	batch_commit(c);
 	img = sqlite3_serialize(c->db, "main", &size, 0);
 	if (img == NULL)
 		return RAFT_NOMEM;
+	bcn_info(MOD, "snapshot at index %llu: %lld bytes, copied in %.1f ms",
+		 (unsigned long long)c->last_index, (long long)size,
+		 (double)(uv_hrtime() - t0) / 1e6);
 	b = raft_calloc(2, sizeof *b);
 	hdr = raft_calloc(1, CLUSTER_SNAP_HEADER);
 	if (b == NULL || hdr == NULL) {
@@ -603,8 +631,8 @@ int cluster_start(struct cluster **out, struct uv_loop_s *loop,
 	raft_set_snapshot_trailing(&c->raft, o->snapshot_trailing);
 
 	raft_configuration_init(&conf);
-	rc = parse_initial(o, &conf, errmsg);
-	if (rc == 0) {
+	rc = o->join ? 0 : parse_initial(o, &conf, errmsg);
+	if (rc == 0 && !o->join) {
 		int brc = raft_bootstrap(&c->raft, &conf);
 		if (brc != 0 && brc != RAFT_CANTBOOTSTRAP) {
 			bcn_errf(errmsg, "raft bootstrap: %s",
@@ -959,4 +987,338 @@ void cluster_read_cancel(struct cluster *c, struct cluster_read *rd)
 {
 	if (!list_remove(&c->reads_inflight, rd))
 		list_remove(&c->reads_waiting, rd);
+}
+
+/* ---- membership ---------------------------------------------------------- */
+
+_Static_assert(sizeof(struct raft_change) <=
+		   sizeof(((struct cluster_change *)0)->raft_req),
+	       "cluster_change.raft_req too small");
+_Static_assert(sizeof(struct raft_transfer) <=
+		   sizeof(((struct cluster_change *)0)->raft_req),
+	       "cluster_change.raft_req too small");
+
+static const char *role_name(int role)
+{
+	return role == RAFT_VOTER     ? "voter"
+	       : role == RAFT_STANDBY ? "standby"
+				      : "spare";
+}
+
+size_t cluster_servers(struct cluster *c, struct cluster_server *out,
+		       size_t cap)
+{
+	raft_id lid;
+	const char *laddr;
+	size_t n = 0;
+
+	raft_leader(&c->raft, &lid, &laddr);
+	for (unsigned i = 0; i < c->raft.configuration.n && n < cap; i++) {
+		const struct raft_server *rs =
+		    &c->raft.configuration.servers[i];
+		struct cluster_server *o = &out[n++];
+
+		memset(o, 0, sizeof *o);
+		o->id = rs->id;
+		snprintf(o->raft_addr, sizeof o->raft_addr, "%s", rs->address);
+		o->role = role_name(rs->role);
+		o->leader = rs->id == lid;
+		server_lookup(c->srv_by_raft, rs->address, 0, o->name,
+			      sizeof o->name);
+		server_lookup(c->srv_by_raft, rs->address, 2, o->http_addr,
+			      sizeof o->http_addr);
+	}
+	return n;
+}
+
+static const struct raft_server *config_find(struct cluster *c, uint64_t id)
+{
+	for (unsigned i = 0; i < c->raft.configuration.n; i++)
+		if (c->raft.configuration.servers[i].id == id)
+			return &c->raft.configuration.servers[i];
+	return NULL;
+}
+
+static int change_err(int rv)
+{
+	switch (rv) {
+	case RAFT_NOTLEADER:
+	case RAFT_LEADERSHIPLOST:
+		return BCN_ENOTLEADER;
+	case RAFT_CANTCHANGE:
+		return BCN_EBUSY;
+	case RAFT_BADID:
+	case RAFT_NOTFOUND:
+		return BCN_ENOTFOUND;
+	case RAFT_DUPLICATEADDRESS:
+	case RAFT_DUPLICATEID:
+	case RAFT_BADROLE:
+		return BCN_EINVAL;
+	default:
+		return BCN_EINTERNAL;
+	}
+}
+
+static void change_done(struct cluster_change *ch, int status)
+{
+	ch->cb(ch, status);
+}
+
+enum { JOIN_ADD = 1, JOIN_ASSIGN, JOIN_RECORD };
+
+static void join_step(struct cluster_change *ch);
+
+static void join_record_cb(struct cluster_req *req, int status)
+{
+	struct cluster_change *ch = req->data;
+
+	kv_result_close(&req->result);
+	if (status != 0)
+		bcn_errf(ch->errmsg, "recording %s: %s", ch->name,
+			 bcn_strerror(status));
+	change_done(ch, status);
+}
+
+static void join_change_cb(struct raft_change *req, int status)
+{
+	struct cluster_change *ch = req->data;
+
+	if (status != 0) {
+		bcn_errf(ch->errmsg, "%s %s: %s",
+			 ch->step == JOIN_ADD ? "adding" : "promoting",
+			 ch->name, raft_strerror(status));
+		change_done(ch, change_err(status));
+		return;
+	}
+	bcn_info(MOD, "%s %s (%s)",
+		 ch->step == JOIN_ADD ? "added" : "promoted to voter", ch->name,
+		 ch->raft_addr);
+	ch->step++;
+	join_step(ch);
+}
+
+/* Run the next step; on a synchronous failure report it (we are inside a
+ * callback or deferred from the start call, never inside cluster_join). */
+static int join_next(struct cluster_change *ch)
+{
+	struct cluster *c = ch->c;
+	struct raft_change *rc = (struct raft_change *)ch->raft_req;
+	const struct raft_server *rs = config_find(c, ch->id);
+	struct bcn_buf enc;
+	int rv;
+
+	memset(rc, 0, sizeof *rc);
+	rc->data = ch;
+	if (ch->step == JOIN_ADD && rs != NULL)
+		ch->step = JOIN_ASSIGN;
+	if (ch->step == JOIN_ASSIGN && rs != NULL && rs->role == RAFT_VOTER)
+		ch->step = JOIN_RECORD;
+	switch (ch->step) {
+	case JOIN_ADD:
+		rv = raft_add(&c->raft, rc, ch->id, ch->raft_addr,
+			      join_change_cb);
+		break;
+	case JOIN_ASSIGN:
+		/* libraft catches the server up before it counts as a voter. */
+		rv = raft_assign(&c->raft, rc, ch->id, RAFT_VOTER,
+				 join_change_cb);
+		break;
+	default:
+		bcn_buf_init(&enc);
+		ch->rec.data = ch;
+		rv = cluster_cmd_encode_server(ch->name, ch->raft_addr,
+					       ch->http_addr, &enc);
+		if (rv == 0)
+			rv = propose(c, &enc, &ch->rec, join_record_cb);
+		bcn_buf_close(&enc);
+		if (rv != 0)
+			bcn_errf(ch->errmsg, "recording %s: %s", ch->name,
+				 bcn_strerror(rv));
+		return rv;
+	}
+	if (rv != 0) {
+		bcn_errf(ch->errmsg, "%s %s: %s",
+			 ch->step == JOIN_ADD ? "adding" : "promoting",
+			 ch->name, raft_strerror(rv));
+		return change_err(rv);
+	}
+	return 0;
+}
+
+static void join_step(struct cluster_change *ch)
+{
+	int rv = join_next(ch);
+
+	if (rv != 0)
+		change_done(ch, rv);
+}
+
+int cluster_join(struct cluster *c, const char *name, const char *raft_addr,
+		 const char *http_addr, struct cluster_change *ch,
+		 cluster_change_cb cb)
+{
+	const struct raft_server *rs;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	memset(ch->errmsg, 0, sizeof ch->errmsg);
+	ch->c = c;
+	ch->cb = cb;
+	ch->id = cluster_node_id(name);
+	snprintf(ch->name, sizeof ch->name, "%s", name);
+	snprintf(ch->raft_addr, sizeof ch->raft_addr, "%s", raft_addr);
+	snprintf(ch->http_addr, sizeof ch->http_addr, "%s", http_addr);
+	rs = config_find(c, ch->id);
+	if (rs != NULL && strcmp(rs->address, raft_addr) != 0) {
+		bcn_errf(ch->errmsg, "server %s is a member at %s, not %s",
+			 name, rs->address, raft_addr);
+		return BCN_EINVAL;
+	}
+	for (unsigned i = 0; i < c->raft.configuration.n; i++) {
+		const struct raft_server *o = &c->raft.configuration.servers[i];
+		if (o->id != ch->id && strcmp(o->address, raft_addr) == 0) {
+			bcn_errf(ch->errmsg,
+				 "address %s belongs to another "
+				 "server",
+				 raft_addr);
+			return BCN_EINVAL;
+		}
+	}
+	ch->step = JOIN_ADD;
+	return join_next(ch);
+}
+
+static void remove_cb(struct raft_change *req, int status)
+{
+	struct cluster_change *ch = req->data;
+
+	if (status != 0)
+		bcn_errf(ch->errmsg, "removing %llx: %s",
+			 (unsigned long long)ch->id, raft_strerror(status));
+	else
+		bcn_info(MOD, "removed server %llx",
+			 (unsigned long long)ch->id);
+	change_done(ch, status == 0 ? 0 : change_err(status));
+}
+
+int cluster_remove(struct cluster *c, uint64_t id, struct cluster_change *ch,
+		   cluster_change_cb cb)
+{
+	struct raft_change *rc = (struct raft_change *)ch->raft_req;
+	int rv;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	if (config_find(c, id) == NULL)
+		return BCN_ENOTFOUND;
+	memset(ch->errmsg, 0, sizeof ch->errmsg);
+	ch->c = c;
+	ch->cb = cb;
+	ch->id = id;
+	memset(rc, 0, sizeof *rc);
+	rc->data = ch;
+	rv = raft_remove(&c->raft, rc, id, remove_cb);
+	if (rv != 0) {
+		bcn_errf(ch->errmsg, "removing %llx: %s",
+			 (unsigned long long)id, raft_strerror(rv));
+		return change_err(rv);
+	}
+	return 0;
+}
+
+static void transfer_cb(struct raft_transfer *req)
+{
+	struct cluster_change *ch = req->data;
+	raft_id lid;
+	const char *laddr;
+
+	raft_leader(&ch->c->raft, &lid, &laddr);
+	if (lid != 0 && lid != ch->c->id && (ch->id == 0 || lid == ch->id)) {
+		change_done(ch, 0);
+		return;
+	}
+	bcn_errf(ch->errmsg, "leadership was not transferred");
+	change_done(ch, BCN_EINTERNAL);
+}
+
+int cluster_transfer(struct cluster *c, uint64_t id, struct cluster_change *ch,
+		     cluster_change_cb cb)
+{
+	struct raft_transfer *t = (struct raft_transfer *)ch->raft_req;
+	int rv;
+
+	if (!cluster_is_leader(c))
+		return BCN_ENOTLEADER;
+	memset(ch->errmsg, 0, sizeof ch->errmsg);
+	ch->c = c;
+	ch->cb = cb;
+	ch->id = id;
+	memset(t, 0, sizeof *t);
+	t->data = ch;
+	rv = raft_transfer(&c->raft, t, id, transfer_cb);
+	if (rv != 0) {
+		bcn_errf(ch->errmsg, "transfer: %s", raft_strerror(rv));
+		return change_err(rv);
+	}
+	return 0;
+}
+
+void cluster_record_self(struct cluster *c)
+{
+	if (cluster_serving(c))
+		record_self(c);
+}
+
+bool cluster_self_recorded(struct cluster *c)
+{
+	char raft[CLUSTER_MAX_NAME] = "", http[CLUSTER_MAX_NAME] = "";
+
+	server_lookup(c->srv_by_name, c->node, 1, raft, sizeof raft);
+	server_lookup(c->srv_by_name, c->node, 2, http, sizeof http);
+	return strcmp(raft, c->raft_addr) == 0 &&
+	       strcmp(http, c->http_addr) == 0;
+}
+
+/* ---- backups ------------------------------------------------------------- */
+
+int cluster_backup(struct cluster *c, void **out, size_t *len)
+{
+	struct raft_buffer *bufs = NULL;
+	unsigned n = 0;
+	uint8_t *b;
+	int rv;
+
+	rv = fsm_snapshot(&c->fsm, &bufs, &n);
+	if (rv != 0)
+		return BCN_ENOMEM;
+	fsm_snapshot_async(&c->fsm, &bufs, &n);
+	b = bcn_malloc(bufs[0].len + bufs[1].len);
+	if (b != NULL) {
+		memcpy(b, bufs[0].base, bufs[0].len);
+		memcpy(b + bufs[0].len, bufs[1].base, bufs[1].len);
+		*out = b;
+		*len = bufs[0].len + bufs[1].len;
+	}
+	fsm_snapshot_finalize(&c->fsm, &bufs, &n);
+	return b == NULL ? BCN_ENOMEM : 0;
+}
+
+int cluster_restore(struct cluster *c, const void *buf, size_t len,
+		    struct cluster_req *req, cluster_req_cb cb)
+{
+	struct bcn_buf enc;
+	size_t off, ilen;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	rc = cluster_snapshot_verify(buf, len, &off, &ilen, NULL);
+	if (rc != 0)
+		return rc;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_restore(buf, len, &enc);
+	if (rc == 0)
+		rc = propose(c, &enc, req, cb);
+	bcn_buf_close(&enc);
+	return rc;
 }

@@ -21,6 +21,7 @@ struct cluster_options {
 	const char *data_dir;  /* raft log in <data_dir>/raft */
 	const char *raft_addr; /* host:port to bind and advertise */
 	const char *http_addr; /* recorded so that followers can forward */
+	bool join; /* joining an existing cluster: never bootstrap */
 	const char *initial_cluster; /* "n1=host:port,..."; "" = just me */
 	unsigned election_timeout_ms;
 	unsigned heartbeat_ms;
@@ -111,6 +112,70 @@ int cluster_read_barrier(struct cluster *c, struct cluster_read *rd,
 			 cluster_read_cb cb) BCN_MUST_CHECK;
 /* Forget @rd: its callback will not fire. */
 void cluster_read_cancel(struct cluster *c, struct cluster_read *rd);
+
+/* ---- membership -------------------------------------------------------- */
+
+struct cluster_server {
+	uint64_t id;
+	char name[256]; /* "" if the server never recorded itself */
+	char raft_addr[256];
+	char http_addr[256]; /* "" if unknown */
+	const char *role;    /* "voter", "standby" or "spare" */
+	bool leader;
+};
+
+/* The servers of the current configuration (as this server sees it), with
+ * their records. Returns the number written, at most @cap. */
+size_t cluster_servers(struct cluster *c, struct cluster_server *out,
+		       size_t cap);
+
+/* A membership change. The caller embeds it and keeps it alive until @cb. */
+struct cluster_change;
+typedef void (*cluster_change_cb)(struct cluster_change *ch, int status);
+struct cluster_change {
+	void *data;
+	cluster_change_cb cb;
+	char errmsg[BCN_ERRMSG_LEN]; /* with a non-zero status */
+	/* private */
+	struct cluster *c;
+	uint64_t id;
+	char name[256], raft_addr[256], http_addr[256];
+	int step;
+	struct cluster_req rec;
+	_Alignas(16) unsigned char raft_req[512];
+};
+
+/* Leader only. Make @name a voter at @raft_addr and record its HTTP address:
+ * add it as a spare if new, let it catch up, promote it; for a server that is
+ * already a voter at that address, only (re)record it. Errors: BCN_EINVAL
+ * (the name is taken by another address), BCN_EBUSY (another change is in
+ * progress), BCN_ENOTLEADER. */
+int cluster_join(struct cluster *c, const char *name, const char *raft_addr,
+		 const char *http_addr, struct cluster_change *ch,
+		 cluster_change_cb cb) BCN_MUST_CHECK;
+/* Leader only. Remove the server with raft ID @id. */
+int cluster_remove(struct cluster *c, uint64_t id, struct cluster_change *ch,
+		   cluster_change_cb cb) BCN_MUST_CHECK;
+/* Leader only. Hand leadership to @id (0: any voter). @cb gets 0 if another
+ * server leads afterwards. */
+int cluster_transfer(struct cluster *c, uint64_t id, struct cluster_change *ch,
+		     cluster_change_cb cb) BCN_MUST_CHECK;
+/* Record this server (name, addresses) if the state does not already have
+ * it so. Leader only; a no-op elsewhere. */
+void cluster_record_self(struct cluster *c);
+/* True if the replicated state records this server as it is. */
+bool cluster_self_recorded(struct cluster *c);
+
+/* ---- backups ------------------------------------------------------------ */
+
+/* A backup of the whole state in the snapshot format below: bcn_malloc'd in
+ * @out (free with bcn_free). */
+int cluster_backup(struct cluster *c, void **out, size_t *len) BCN_MUST_CHECK;
+/* Leader only. Verify @buf (borrowed) and replace the state of every server
+ * with it, through the log. BCN_ECORRUPT if it does not verify; then
+ * nothing changes. */
+int cluster_restore(struct cluster *c, const void *buf, size_t len,
+		    struct cluster_req *req, cluster_req_cb cb) BCN_MUST_CHECK;
 
 /* Snapshot file format shared by raft snapshots and backups:
  * "BCNSNAP1" | u64 index | u64 term | u64 length | 32-byte SHA-256 | image.

@@ -42,6 +42,15 @@ int cluster_cmd_encode_reap(uint64_t before, struct bcn_buf *out)
 	return pad(out);
 }
 
+int cluster_cmd_encode_restore(const void *snap, size_t len,
+			       struct bcn_buf *out)
+{
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_RESTORE);
+	bcn_buf_put_blob(out, snap, len);
+	return pad(out);
+}
+
 int cluster_cmd_encode_server(const char *name, const char *raft_addr,
 			      const char *http_addr, struct bcn_buf *out)
 {
@@ -84,6 +93,9 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 	switch (out->type) {
 	case CMD_REAP:
 		out->reap_before = bcn_cursor_u64(&c);
+		break;
+	case CMD_RESTORE:
+		out->image = bcn_cursor_blob(&c, &out->image_len);
 		break;
 	case CMD_SERVER:
 		if (!take_name(&c, out->server_name) ||

@@ -6,6 +6,7 @@
  *                          u64 index)
  *   CMD_REAP: u64 before
  *   CMD_SERVER: blob name | blob raft address | blob HTTP address
+ *   CMD_RESTORE: blob snapshot (header and image, cluster_snapshot_verify)
  * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
  * so that decoding points into the log buffer without copying. The whole
  * is zero-padded to a multiple of 8 bytes, as libraft's disk format needs. */
@@ -20,7 +21,12 @@
 
 #define CLUSTER_CODEC_VERSION 1
 
-enum cluster_cmd_type { CMD_KV = 1, CMD_REAP = 2, CMD_SERVER = 3 };
+enum cluster_cmd_type {
+	CMD_KV = 1,
+	CMD_REAP = 2,
+	CMD_SERVER = 3,
+	CMD_RESTORE = 4
+};
 
 #define CLUSTER_MAX_NAME 256
 
@@ -34,6 +40,9 @@ struct cluster_cmd {
 	char server_name[CLUSTER_MAX_NAME];
 	char server_raft[CLUSTER_MAX_NAME];
 	char server_http[CLUSTER_MAX_NAME];
+	/* CMD_RESTORE: points into the decoded buffer */
+	const void *image;
+	size_t image_len;
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
@@ -43,6 +52,8 @@ int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
 int cluster_cmd_encode_reap(uint64_t before,
 			    struct bcn_buf *out) BCN_MUST_CHECK;
 /* A server's record: each string shorter than CLUSTER_MAX_NAME. */
+int cluster_cmd_encode_restore(const void *snap, size_t len,
+			       struct bcn_buf *out) BCN_MUST_CHECK;
 int cluster_cmd_encode_server(const char *name, const char *raft_addr,
 			      const char *http_addr,
 			      struct bcn_buf *out) BCN_MUST_CHECK;

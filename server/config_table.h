@@ -21,12 +21,14 @@
 	  "Raft listen and advertise address (keep it on a private network)") \
 	X(initial_cluster, STR, "", 0, 0,                                     \
 	  "initial servers as NAME=HOST:PORT,... (empty: a cluster of one)")  \
+	X(join, STR, "", 0, 0,                                                \
+	  "HTTP address of a member to join through (a new server)")          \
 	X(raft_election_timeout, DUR, "500ms", 50, 60000,                     \
 	  "Raft election timeout")                                            \
 	X(raft_heartbeat, DUR, "100ms", 10, 10000, "Raft heartbeat interval") \
-	X(snapshot_threshold, UINT, "16384", 16, 1000000000,                  \
+	X(snapshot_threshold, UINT, "65536", 16, 1000000000,                  \
 	  "log entries between two snapshots")                                \
-	X(snapshot_trailing, UINT, "4096", 16, 1000000000,                    \
+	X(snapshot_trailing, UINT, "8192", 16, 1000000000,                    \
 	  "log entries kept after a snapshot")                                \
 	X(cache_kib, UINT, "8192", 256, 16777216,                             \
 	  "SQLite page cache of the state, in KiB")                           \

@@ -15,7 +15,9 @@
 #define FWD_MAX_BODY (64u << 20)
 
 struct fwd {
-	struct http_req *r;
+	struct http_req *r; /* NULL for an internal call */
+	fwd_done_cb done;   /* internal calls */
+	void *data;
 	CURL *easy;
 	struct curl_slist *hdrs;
 	struct bcn_buf body;	/* the leader's answer */
@@ -199,7 +201,8 @@ static void fwd_free(struct srv *s, struct fwd *f)
 	curl_slist_free_all(f->hdrs);
 	bcn_buf_close(&f->body);
 	bcn_buf_close(&f->headers);
-	f->r->fwd = NULL;
+	if (f->r != NULL)
+		f->r->fwd = NULL;
 	bcn_free(f);
 }
 
@@ -208,6 +211,15 @@ static void finish(struct srv *s, struct fwd *f, CURLcode res)
 	struct http_req *r = f->r;
 	const char *ctype = NULL;
 	long status = 0;
+
+	if (r == NULL) {
+		curl_easy_getinfo(f->easy, CURLINFO_RESPONSE_CODE, &status);
+		bcn_buf_putc(&f->body, '\0');
+		f->done(s, f->data, res == CURLE_OK ? status : 0,
+			f->body.data != NULL ? f->body.data : "");
+		fwd_free(s, f);
+		return;
+	}
 
 	if (res != CURLE_OK) {
 		bcn_debug(MOD, "forward %s %s: %s", r->method_str, r->raw_uri,
@@ -335,6 +347,49 @@ void fwd_start(struct http_req *r)
 	}
 }
 
+int fwd_call(struct srv *s, const char *url, const char *method,
+	     const char *body, long timeout_ms, fwd_done_cb done, void *data)
+{
+	struct fwd *f;
+
+	if (ensure_multi(s) != 0 || (f = bcn_calloc(1, sizeof *f)) == NULL)
+		return BCN_ENOMEM;
+	f->done = done;
+	f->data = data;
+	f->easy = curl_easy_init();
+	if (f->easy == NULL || !add_header(f, "Expect:") ||
+	    !add_header(f, "Content-Type: application/json")) {
+		if (f->easy != NULL)
+			curl_easy_cleanup(f->easy);
+		curl_slist_free_all(f->hdrs);
+		bcn_free(f);
+		return BCN_ENOMEM;
+	}
+	curl_easy_setopt(f->easy, CURLOPT_URL, url);
+	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
+	curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->hdrs);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, write_cb);
+	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
+	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->err);
+	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http");
+	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS,
+			 timeout_ms < 2000 ? timeout_ms : 2000L);
+	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, timeout_ms);
+	curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, method);
+	if (strcmp(method, "GET") != 0)
+		curl_easy_setopt(f->easy, CURLOPT_COPYPOSTFIELDS, body);
+	f->next = s->fwds;
+	if (s->fwds != NULL)
+		s->fwds->prev = f;
+	s->fwds = f;
+	if (curl_multi_add_handle(s->curlm, f->easy) != CURLM_OK) {
+		fwd_free(s, f);
+		return BCN_ENOMEM;
+	}
+	return 0;
+}
+
 void fwd_cancel(struct http_req *r)
 {
 	if (r->fwd != NULL)
@@ -345,7 +400,10 @@ void fwd_close(struct srv *s)
 {
 	while (s->fwds != NULL) {
 		struct fwd *f = s->fwds;
-		http_reply_err(f->r, BCN_ESHUTDOWN);
+		if (f->r != NULL)
+			http_reply_err(f->r, BCN_ESHUTDOWN);
+		else
+			f->done(s, f->data, 0, "");
 		fwd_free(s, f);
 	}
 	if (s->curlm != NULL) {

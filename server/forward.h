@@ -18,6 +18,13 @@ struct http_req;
 /* Forward @r to the leader, or reply "No cluster leader" if no leader is
  * known or @r was forwarded already. Replies in every case (later). */
 void fwd_start(struct http_req *r);
+/* An internal call (a server's own request to another server). @done gets
+ * the HTTP status (0 if the call failed) and the NUL-terminated body; it
+ * fires exactly once, also at shutdown. @body (a C string) is copied. */
+typedef void (*fwd_done_cb)(struct srv *s, void *data, long status,
+			    const char *body);
+int fwd_call(struct srv *s, const char *url, const char *method,
+	     const char *body, long timeout_ms, fwd_done_cb done, void *data);
 /* The client went away: drop the forward of @r, if any. */
 void fwd_cancel(struct http_req *r);
 /* Fail every forward in flight and release libcurl (shutdown). */

@@ -36,6 +36,14 @@ static const struct route routes[] = {
     {"/v1/txn", false, HTTP_PUT, 512 * 1024, http_txn},
     {"/v1/status/leader", false, HTTP_GET, 0, http_status_leader},
     {"/v1/status/peers", false, HTTP_GET, 0, http_status_peers},
+    {"/v1/operator/raft/join", false, HTTP_PUT, 0, http_op_join},
+    {"/v1/operator/raft/configuration", false, HTTP_GET, 0, http_op_config},
+    {"/v1/operator/raft/peer", false, HTTP_DELETE, 0, http_op_peer},
+    {"/v1/operator/raft/transfer-leader", false, HTTP_POST | HTTP_PUT, 0,
+     http_op_transfer},
+    {"/v1/agent/self", false, HTTP_GET, 0, http_agent_self},
+    {"/v1/agent/members", false, HTTP_GET, 0, http_agent_members},
+    {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot},
 };
 
 static void mhd_run(struct srv *s);
@@ -69,8 +77,14 @@ static void req_free(struct http_req *r)
 	http_uri_close(&r->uri);
 	bcn_buf_close(&r->body);
 	bcn_free(r->watch_key);
+	bcn_free(r->change);
 	bcn_free(r->raw_uri);
 	bcn_free(r);
+}
+
+void http_req_release(struct http_req *r)
+{
+	req_free(r);
 }
 
 static void watch_remove(struct http_req *r);
@@ -531,6 +545,22 @@ static void propose_cb(struct cluster_req *req, int status)
 	}
 	r->write_done(r, status);
 	kv_result_close(&req->result);
+}
+
+void http_restore(struct http_req *r,
+		  void (*done)(struct http_req *r, int status))
+{
+	int rc;
+
+	r->write_done = done;
+	r->creq.data = r;
+	rc = cluster_restore(r->srv->cluster, r->body.data, r->body.len,
+			     &r->creq, propose_cb);
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return;
+	}
+	r->proposing = true;
 }
 
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,

@@ -76,6 +76,8 @@ struct http_req {
 	bool proposing;	 /* a cluster_req refers to this request */
 	bool reading;	 /* a cluster_read refers to this request */
 	struct fwd *fwd; /* a forward to the leader in flight */
+	struct cluster_change *change; /* owned; a membership change */
+	void (*change_ok)(struct http_req *r);
 	struct cluster_req creq;
 	struct cluster_read cread;
 };
@@ -135,7 +137,21 @@ bool http_write_ok(struct http_req *r);
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
 		  void (*done)(struct http_req *r, int status));
 
-/* Routes (http_kv.c, http_status.c). */
+/* Propose the backup in the request body as the new state. */
+void http_restore(struct http_req *r,
+		  void (*done)(struct http_req *r, int status));
+/* Free a request whose client went away while an operation referred to it
+ * (for callbacks that set @proposing). */
+void http_req_release(struct http_req *r);
+
+/* Routes (http_kv.c, http_status.c, http_operator.c). */
+void http_op_join(struct http_req *r);
+void http_op_peer(struct http_req *r);
+void http_op_transfer(struct http_req *r);
+void http_op_config(struct http_req *r);
+void http_agent_self(struct http_req *r);
+void http_agent_members(struct http_req *r);
+void http_snapshot(struct http_req *r);
 void http_kv(struct http_req *r);
 void http_txn(struct http_req *r);
 void http_status_leader(struct http_req *r);

@@ -45,6 +45,7 @@ static void close_all(struct srv *s)
 	uv_close((uv_handle_t *)&s->mhd_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->watch_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->curl_timer, handle_close_cb);
+	uv_close((uv_handle_t *)&s->members_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->prepare, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigterm, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigint, handle_close_cb);
@@ -82,6 +83,7 @@ static void begin_stop(struct srv *s, int exit_code)
 		return;
 	s->stopping = true;
 	s->exit_code = exit_code;
+	members_stop(s);
 	http_quiesce(s);
 	http_stop(s);
 	s->cluster = NULL; /* no request touches it from now on */
@@ -155,6 +157,7 @@ int main(int argc, char **argv)
 	    .data_dir = cfg.data_dir,
 	    .raft_addr = cfg.raft_addr,
 	    .http_addr = cfg.http_addr,
+	    .join = cfg.join[0] != '\0',
 	    .initial_cluster = cfg.initial_cluster,
 	    .election_timeout_ms = (unsigned)cfg.raft_election_timeout,
 	    .heartbeat_ms = (unsigned)cfg.raft_heartbeat,
@@ -178,6 +181,8 @@ int main(int argc, char **argv)
 	s.watch_timer.data = &s;
 	uv_timer_init(&loop, &s.curl_timer);
 	s.curl_timer.data = &s;
+	uv_timer_init(&loop, &s.members_timer);
+	s.members_timer.data = &s;
 	uv_signal_init(&loop, &s.sigterm);
 	uv_signal_init(&loop, &s.sigint);
 	s.sigterm.data = s.sigint.data = &s;
@@ -190,6 +195,8 @@ int main(int argc, char **argv)
 		fprintf(stderr, "beacond: %s\n", errmsg);
 		begin_stop(&s, 1);
 	}
+	if (!s.stopping)
+		members_start(&s);
 	uv_run(&loop, UV_RUN_DEFAULT);
 	rc = s.exit_code;
 out_loop:

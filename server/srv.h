@@ -6,6 +6,7 @@
 #include <uv.h>
 
 #include "server/config.h"
+#include "server/members.h"
 
 struct MHD_Daemon;
 struct cluster;
@@ -36,6 +37,11 @@ struct srv {
 	struct fwd *fwds;
 	struct fwd_sock *fwd_socks;
 	uv_timer_t curl_timer;
+
+	/* Membership upkeep (members.c). */
+	uv_timer_t members_timer;
+	struct member_probe probes[MEMBERS_MAX];
+	bool join_busy;
 
 	uv_prepare_t prepare;
 	uv_signal_t sigterm, sigint;
