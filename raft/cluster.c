@@ -52,6 +52,18 @@ struct cluster {
 	sqlite3_stmt *srv_put, *srv_by_raft, *srv_by_name;
 	struct cluster_req self_req; /* our own server record */
 	bool self_busy;
+
+	/* Tombstone reaping, leader only: (time, applied index) samples; the
+	 * leader reaps what was deleted before the newest sample older than
+	 * the TTL, and writes that index into the log. */
+	uint64_t tomb_ttl_ms;
+	struct {
+		uint64_t at, index;
+	} samples[32];
+	unsigned n_samples;
+	uint64_t last_sample;
+	struct cluster_req reap_req;
+	bool reap_busy;
 	sqlite3 *db;
 	struct kv_store *kv;
 	bool in_batch;
@@ -585,6 +597,7 @@ int cluster_start(struct cluster **out, struct uv_loop_s *loop,
 	snprintf(c->http_addr, sizeof c->http_addr, "%s",
 		 o->http_addr != NULL ? o->http_addr : "");
 	snprintf(c->node, sizeof c->node, "%s", o->node);
+	c->tomb_ttl_ms = o->tombstone_ttl_ms;
 	snprintf(dir, sizeof dir, "%s/raft", o->data_dir);
 	rc = mkdir_p(dir);
 	if (rc != 0) {
@@ -725,6 +738,8 @@ void cluster_stop(struct cluster *c, void (*cb)(void *data), void *data)
 /* ---- leadership ---------------------------------------------------------- */
 
 static void record_self(struct cluster *c);
+static int propose(struct cluster *c, const struct bcn_buf *enc,
+		   struct cluster_req *req, cluster_req_cb cb);
 
 static void ready_barrier_cb(struct raft_barrier *b, int status)
 {
@@ -739,6 +754,49 @@ static void ready_barrier_cb(struct raft_barrier *b, int status)
 	} else {
 		c->leader_seen = false; /* retry at the next tick */
 	}
+}
+
+static void reap_cb(struct cluster_req *req, int status)
+{
+	struct cluster *c = req->data;
+
+	c->reap_busy = false;
+	kv_result_close(&req->result);
+	if (status != 0)
+		bcn_debug(MOD, "tombstone reap: %s", bcn_strerror(status));
+}
+
+/* Sample the applied index every TTL/16 and propose a reap of tombstones
+ * older than the TTL. Samples are kept on every server, so that a new
+ * leader has history; only the leader proposes. */
+static void reap_tick(struct cluster *c)
+{
+	uint64_t now = uv_now(c->loop), every = c->tomb_ttl_ms / 16, before = 0;
+	unsigned n = sizeof c->samples / sizeof c->samples[0];
+	struct bcn_buf enc;
+
+	if (c->tomb_ttl_ms == 0 || now - c->last_sample < every)
+		return;
+	c->last_sample = now;
+	if (c->n_samples == n) {
+		memmove(c->samples, c->samples + 1,
+			(n - 1) * sizeof c->samples[0]);
+		c->n_samples--;
+	}
+	c->samples[c->n_samples].at = now;
+	c->samples[c->n_samples].index = c->last_index;
+	c->n_samples++;
+	for (unsigned i = 0; i < c->n_samples; i++)
+		if (now - c->samples[i].at >= c->tomb_ttl_ms)
+			before = c->samples[i].index;
+	if (before == 0 || c->reap_busy || !cluster_serving(c))
+		return;
+	bcn_buf_init(&enc);
+	c->reap_req.data = c;
+	if (cluster_cmd_encode_reap(before, &enc) == 0 &&
+	    propose(c, &enc, &c->reap_req, reap_cb) == 0)
+		c->reap_busy = true;
+	bcn_buf_close(&enc);
 }
 
 bool cluster_tick(struct cluster *c)
@@ -770,6 +828,7 @@ bool cluster_tick(struct cluster *c)
 		c->last_contact = uv_now(c->loop);
 		c->ever_contact = true;
 	}
+	reap_tick(c);
 	return false;
 }
 

@@ -28,6 +28,7 @@ struct cluster_options {
 	unsigned snapshot_threshold; /* entries between snapshots */
 	unsigned snapshot_trailing;  /* entries kept after a snapshot */
 	unsigned cache_kib;	     /* SQLite page cache */
+	uint64_t tombstone_ttl_ms;   /* reap tombstones older than this */
 };
 
 /* Derive the raft ID of a server from its name (never 0). */

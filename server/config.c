@@ -305,6 +305,18 @@ int config_load(struct config *c, int argc, char **argv, char *errmsg)
 		if (rc != 0)
 			return rc;
 	}
+	for (const char *p = c->node; *p != '\0'; p++) {
+		if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
+		      (*p >= '0' && *p <= '9') || *p == '-' || *p == '_' ||
+		      *p == '.') ||
+		    p - c->node >= 128) {
+			bcn_errf(errmsg,
+				 "--node '%s': use at most 128 letters, "
+				 "digits, '-', '_' and '.'",
+				 c->node);
+			return BCN_EINVAL;
+		}
+	}
 	if (c->raft_heartbeat >= c->raft_election_timeout) {
 		bcn_errf(errmsg, "--raft-heartbeat must be shorter than "
 				 "--raft-election-timeout");

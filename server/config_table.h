@@ -30,6 +30,8 @@
 	  "log entries between two snapshots")                                \
 	X(snapshot_trailing, UINT, "8192", 16, 1000000000,                    \
 	  "log entries kept after a snapshot")                                \
+	X(tombstone_ttl, DUR, "15m", 0, 604800000,                            \
+	  "keep KV tombstones (for blocking-query indexes) this long")        \
 	X(cache_kib, UINT, "8192", 256, 16777216,                             \
 	  "SQLite page cache of the state, in KiB")                           \
 	X(http_max_conns, UINT, "4096", 16, 1000000,                          \

@@ -164,6 +164,7 @@ int main(int argc, char **argv)
 	    .snapshot_threshold = (unsigned)cfg.snapshot_threshold,
 	    .snapshot_trailing = (unsigned)cfg.snapshot_trailing,
 	    .cache_kib = (unsigned)cfg.cache_kib,
+	    .tombstone_ttl_ms = cfg.tombstone_ttl,
 	};
 	rc = cluster_start(&s.cluster, &loop, &co, errmsg);
 	if (rc != 0) {
