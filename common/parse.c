@@ -35,10 +35,10 @@ static const struct {
 
 int bcn_parse_duration_ms(const char *s, uint64_t *out_ms)
 {
-	/* Accumulate in nanoseconds as a long double of bounded range: Go caps
-	 * durations at 2^63-1 ns (~292 years). */
-	const long double max_ns = 9223372036854775807.0L;
-	long double total = 0;
+	/* Exact integer arithmetic, as Go's time.ParseDuration: Go caps
+	 * durations at 2^63-1 ns (about 292 years). */
+	const unsigned __int128 max_ns = 9223372036854775807ULL;
+	unsigned __int128 total = 0;
 
 	if (s == NULL || *s == '\0')
 		return BCN_EINVAL;
@@ -51,22 +51,27 @@ int bcn_parse_duration_ms(const char *s, uint64_t *out_ms)
 	if (*s == '-' || *s == '\0')
 		return BCN_EINVAL; /* negative waits make no sense here */
 	while (*s != '\0') {
-		long double v = 0, scale = 1;
+		unsigned __int128 whole = 0, frac = 0, scale = 1;
 		bool digits = false;
 		size_t ulen = 0;
 		uint64_t mult = 0;
 
 		while (*s >= '0' && *s <= '9') {
-			v = v * 10 + (*s++ - '0');
+			whole = whole * 10 + (unsigned)(*s++ - '0');
 			digits = true;
-			if (v > max_ns)
+			if (whole > max_ns)
 				return BCN_EINVAL;
 		}
 		if (*s == '.') {
 			s++;
 			while (*s >= '0' && *s <= '9') {
-				scale /= 10;
-				v += (*s++ - '0') * scale;
+				/* Digits past 1 ns of precision cannot
+				 * matter: drop them, as Go does. */
+				if (scale < 1000000000000000000ULL) {
+					frac = frac * 10 + (unsigned)(*s - '0');
+					scale *= 10;
+				}
+				s++;
 				digits = true;
 			}
 		}
@@ -83,11 +88,11 @@ int bcn_parse_duration_ms(const char *s, uint64_t *out_ms)
 		if (ulen == 0)
 			return BCN_EINVAL; /* a unit is required */
 		s += ulen;
-		total += v * (long double)mult;
+		total += whole * mult + frac * mult / scale;
 		if (total > max_ns)
 			return BCN_EINVAL;
 	}
-	*out_ms = (uint64_t)(total / 1000000.0L);
+	*out_ms = (uint64_t)(total / 1000000);
 	return 0;
 }
 
@@ -226,17 +231,21 @@ static int b64val(char c)
 long bcn_b64_decode(const char *in, size_t n, void *outp)
 {
 	unsigned char *out = outp;
-	size_t o = 0, i = 0;
+	size_t o = 0, pads = 0, m;
 	uint32_t acc = 0;
 	int bits = 0;
 
-	while (n > 0 && in[n - 1] == '=' && i < 2) {
-		n--;
-		i++;
-	}
-	if (n % 4 == 1)
+	while (pads < n && in[n - 1 - pads] == '=')
+		pads++;
+	m = n - pads;
+	/* Padding is optional, but if present it must be exactly what the
+	 * length needs (Go's StdEncoding). */
+	if (m % 4 == 1 || pads > 2 ||
+	    (pads > 0 && (n % 4 != 0 || (m % 4 == 2   ? pads != 2
+					 : m % 4 == 3 ? pads != 1
+						      : true))))
 		return -1;
-	for (i = 0; i < n; i++) {
+	for (size_t i = 0; i < m; i++) {
 		int v = b64val(in[i]);
 		if (v < 0)
 			return -1;

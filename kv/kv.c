@@ -31,6 +31,8 @@ enum {
 	ST_TMAX_OPEN,
 	ST_REAP,
 	ST_STATS,
+	ST_META_GET,
+	ST_META_PUT,
 	ST_SAVEPOINT,
 	ST_RELEASE,
 	ST_ROLLBACK,
@@ -63,6 +65,8 @@ static const char *const sql[ST_NR] = {
     [ST_TMAX_OPEN] = "SELECT max(idx) FROM kv_tomb WHERE key >= ?1",
     [ST_REAP] = "DELETE FROM kv_tomb WHERE idx <= ?1",
     [ST_STATS] = "SELECT count(*), coalesce(sum(length(value)), 0) FROM kv",
+    [ST_META_GET] = "SELECT idx FROM kv_meta WHERE id = 1",
+    [ST_META_PUT] = "INSERT OR REPLACE INTO kv_meta(id, idx) VALUES(1, ?1)",
     [ST_SAVEPOINT] = "SAVEPOINT kv_apply",
     [ST_RELEASE] = "RELEASE kv_apply",
     [ST_ROLLBACK] = "ROLLBACK TO kv_apply",
@@ -74,7 +78,10 @@ static const char schema[] =
     " create_idx INTEGER NOT NULL, modify_idx INTEGER NOT NULL,"
     " lock_idx INTEGER NOT NULL, session TEXT) WITHOUT ROWID;"
     "CREATE TABLE IF NOT EXISTS kv_tomb("
-    " key TEXT PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;";
+    " key TEXT PRIMARY KEY, idx INTEGER NOT NULL) WITHOUT ROWID;"
+    /* The KV table's index: the last index that changed any key. */
+    "CREATE TABLE IF NOT EXISTS kv_meta("
+    " id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL);";
 
 struct kv_store {
 	sqlite3 *db; /* borrowed */
@@ -271,8 +278,15 @@ static bool prefix_end(const char *prefix, char *end, size_t cap)
 {
 	size_t n = strlen(prefix);
 
-	if (n == 0 || n >= cap)
+	if (n == 0)
 		return false;
+	if (n >= cap) {
+		/* Longer than any key can be: nothing matches, so make the
+		 * range empty ([prefix, prefix)) rather than open. */
+		memcpy(end, prefix, cap - 1);
+		end[cap - 1] = '\0';
+		return true;
+	}
 	memcpy(end, prefix, n + 1);
 	while (n > 0) {
 		unsigned char c = (unsigned char)end[n - 1];
@@ -320,7 +334,7 @@ static int max_of(sqlite3_stmt *st, uint64_t *out)
 int kv_index(struct kv_store *s, const char *key, bool exact, uint64_t *index)
 {
 	char end[KV_MAX_KEY_LEN + 2];
-	uint64_t idx = 1;
+	uint64_t idx = 0;
 	int rc;
 
 	if (exact) {
@@ -333,25 +347,26 @@ int kv_index(struct kv_store *s, const char *key, bool exact, uint64_t *index)
 		sqlite3_clear_bindings(st);
 		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
 			return sqlite_err(rc);
-		if (rc == SQLITE_DONE) {
-			st = s->st[ST_TOMB_GET];
-			sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-			rc = max_of(st, &idx);
-			if (rc != 0)
-				return rc;
-		}
-		*index = idx;
-		return 0;
-	}
-	rc = max_of(bind_range(s, ST_MAX, ST_MAX_OPEN, key, end, sizeof end),
-		    &idx);
-	if (rc == 0)
+	} else {
 		rc = max_of(
-		    bind_range(s, ST_TMAX, ST_TMAX_OPEN, key, end, sizeof end),
+		    bind_range(s, ST_MAX, ST_MAX_OPEN, key, end, sizeof end),
 		    &idx);
-	if (rc == 0)
-		*index = idx;
-	return rc;
+		if (rc == 0)
+			rc = max_of(bind_range(s, ST_TMAX, ST_TMAX_OPEN, key,
+					       end, sizeof end),
+				    &idx);
+		if (rc != 0)
+			return rc;
+	}
+	if (idx == 0) {
+		/* Nothing there: the table's index, as Consul answers. */
+		idx = 1;
+		rc = max_of(s->st[ST_META_GET], &idx);
+		if (rc != 0)
+			return rc;
+	}
+	*index = idx;
+	return 0;
 }
 
 int kv_get(struct kv_store *s, const char *key, struct kv_entry *out,
@@ -598,6 +613,14 @@ static int fail(struct kv_result *res, size_t i, const char *fmt, ...)
 	return 1; /* a normal failure: roll back, return 0 to the caller */
 }
 
+static int bump_table_index(struct kv_store *s, uint64_t index)
+{
+	sqlite3_stmt *st = s->st[ST_META_PUT];
+
+	sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
+	return step_done(st);
+}
+
 static int do_put(struct kv_store *s, const struct kv_op *op, uint64_t index)
 {
 	sqlite3_stmt *st = s->st[ST_PUT];
@@ -617,6 +640,8 @@ static int do_put(struct kv_store *s, const struct kv_op *op, uint64_t index)
 	st = s->st[ST_TOMB_DEL];
 	sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
 	rc = step_done(st);
+	if (rc == 0)
+		rc = bump_table_index(s, index);
 	if (rc != 0)
 		return rc;
 	return note_change(s, op->key);
@@ -637,6 +662,8 @@ static int do_delete(struct kv_store *s, const char *key, uint64_t index)
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
 	rc = step_done(st);
+	if (rc == 0)
+		rc = bump_table_index(s, index);
 	if (rc != 0)
 		return rc;
 	return note_change(s, key);
@@ -712,7 +739,9 @@ static int run_op(struct kv_store *s, const struct kv_op *op, size_t i,
 	case KV_DELETE:
 		return do_delete(s, op->key, index);
 	case KV_DELETE_CAS:
-		if (!exists || op->index == 0 || cur_index != op->index)
+		if (!exists)
+			return 0; /* Consul: nothing to delete is a success */
+		if (op->index == 0 || cur_index != op->index)
 			return fail(res, i,
 				    "failed to delete key \"%s\", index is "
 				    "stale",

@@ -5,11 +5,13 @@
  * module calls kv_apply() for committed commands, in log order, on every
  * server; the server module calls the read functions.
  *
- * Indexes are Raft log indexes. A key's index is its ModifyIndex; a missing
- * key's index is its tombstone's (or 1); a prefix's index is the largest
- * ModifyIndex or tombstone index under it (or 1). So a watcher of a key or a
- * prefix sees the index move only when something under it changed, and a
- * delete moves it forward (tombstones keep it monotonic). */
+ * Indexes are Raft log indexes. As in Consul: a key's index is its
+ * ModifyIndex; a missing key's index is the table's (the last index that
+ * changed any key, or 1); a prefix's index is the largest ModifyIndex or
+ * tombstone index under it, or the table's when there is nothing under it.
+ * A delete moves a prefix's index forward (tombstones keep it monotonic).
+ * Blocking queries are woken only by changes under their own key or prefix
+ * (kv_changes_match), whatever the index. */
 #pragma once
 
 #include <stdbool.h>

@@ -23,7 +23,8 @@ int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
 	bcn_buf_put_u32(out, (uint32_t)n);
 	for (size_t i = 0; i < n; i++) {
 		size_t klen = strlen(ops[i].key);
-		if (ops[i].value_len > KV_MAX_VALUE_LEN)
+		if (ops[i].value_len > KV_MAX_VALUE_LEN ||
+		    klen > KV_MAX_KEY_LEN)
 			return BCN_EINVAL;
 		bcn_buf_put_u8(out, (uint8_t)ops[i].verb);
 		bcn_buf_put_blob(out, ops[i].key, klen + 1);
@@ -123,6 +124,7 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 			op->index = bcn_cursor_u64(&c);
 			if (c.err || op->verb < KV_SET ||
 			    op->verb >= KV_VERB_NR || klen == 0 ||
+			    klen > KV_MAX_KEY_LEN + 1 ||
 			    key[klen - 1] != '\0' ||
 			    memchr(key, '\0', klen - 1) != NULL ||
 			    op->value_len > KV_MAX_VALUE_LEN)

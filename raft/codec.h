@@ -46,7 +46,8 @@ struct cluster_cmd {
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
- * if @n is 0 or above KV_MAX_TXN_OPS or a key contains a NUL. */
+ * if @n is 0 or above KV_MAX_TXN_OPS, a key is longer than KV_MAX_KEY_LEN or
+ * a value longer than KV_MAX_VALUE_LEN. */
 int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
 			  struct bcn_buf *out) BCN_MUST_CHECK;
 int cluster_cmd_encode_reap(uint64_t before,

@@ -23,6 +23,9 @@
 	  "initial servers as NAME=HOST:PORT,... (empty: a cluster of one)")  \
 	X(join, STR, "", 0, 0,                                                \
 	  "HTTP address of a member to join through (a new server)")          \
+	X(leader_wait, DUR, "3s", 0, 60000,                                   \
+	  "how long a request waits for a leader before 500 No cluster "      \
+	  "leader")                                                           \
 	X(raft_election_timeout, DUR, "500ms", 50, 60000,                     \
 	  "Raft election timeout")                                            \
 	X(raft_heartbeat, DUR, "100ms", 10, 10000, "Raft heartbeat interval") \

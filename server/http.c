@@ -89,6 +89,22 @@ void http_req_release(struct http_req *r)
 
 static void watch_remove(struct http_req *r);
 
+static void unhold(struct http_req *r)
+{
+	struct srv *s = r->srv;
+
+	r->held = false;
+	if (r->hprev != NULL)
+		r->hprev->hnext = r->hnext;
+	else
+		s->held_head = r->hnext;
+	if (r->hnext != NULL)
+		r->hnext->hprev = r->hprev;
+	r->hprev = r->hnext = NULL;
+	if (s->held_head == NULL)
+		uv_timer_stop(&s->hold_timer);
+}
+
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 			 enum MHD_RequestTerminationCode toe)
 {
@@ -103,6 +119,8 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	r->completed = true;
 	if (r->watching)
 		watch_remove(r);
+	if (r->held)
+		unhold(r);
 	fwd_cancel(r);
 	if (r->reading && r->srv->cluster != NULL) {
 		cluster_read_cancel(r->srv->cluster, &r->cread);
@@ -457,6 +475,71 @@ static void read_barrier_cb(struct cluster_read *rd, int status)
 		r->read_fn(r);
 }
 
+static void hold_timer_cb(uv_timer_t *t);
+
+static void hold(struct http_req *r, http_fn retry)
+{
+	struct srv *s = r->srv;
+
+	r->hold_fn = retry;
+	r->held = true;
+	r->hprev = NULL;
+	r->hnext = s->held_head;
+	if (s->held_head != NULL)
+		s->held_head->hprev = r;
+	else
+		uv_timer_start(&s->hold_timer, hold_timer_cb, 20, 20);
+	s->held_head = r;
+}
+
+/* This server cannot answer @r now: forward it to the leader, or wait (at
+ * most --leader-wait) for one to be elected, or fail. A request forwarded
+ * to us is never forwarded again: it waits for us to serve or fails. */
+static void not_serving(struct http_req *r, http_fn retry)
+{
+	struct srv *s = r->srv;
+	struct cluster *c = s->cluster;
+	char leader[256];
+	bool forwarded = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						     FWD_HEADER) != NULL;
+	uint64_t now = uv_now(s->loop);
+
+	if (!forwarded && !cluster_is_leader(c) &&
+	    cluster_leader_http(c, leader, sizeof leader)) {
+		fwd_start(r);
+		return;
+	}
+	if (r->hold_deadline == 0)
+		r->hold_deadline = now + s->cfg->leader_wait;
+	if (now < r->hold_deadline) {
+		hold(r, retry);
+		return;
+	}
+	http_reply_err(r, BCN_ENOTLEADER);
+}
+
+static void retry_held(struct srv *s, bool expired_only)
+{
+	struct http_req *r = s->held_head, *next;
+	uint64_t now = uv_now(s->loop);
+
+	for (; r != NULL; r = next) {
+		next = r->hnext;
+		if (expired_only && now < r->hold_deadline && !s->stopping)
+			continue;
+		unhold(r);
+		if (s->stopping)
+			http_reply_err(r, BCN_ESHUTDOWN);
+		else
+			r->hold_fn(r); /* may hold @r again, at the head */
+	}
+}
+
+static void hold_timer_cb(uv_timer_t *t)
+{
+	retry_held(t->data, true);
+}
+
 static void read_attempt(struct http_req *r)
 {
 	struct cluster *c = r->srv->cluster;
@@ -467,7 +550,7 @@ static void read_attempt(struct http_req *r)
 		return;
 	}
 	if (r->consistency != HTTP_STALE && !cluster_serving(c)) {
-		fwd_start(r);
+		not_serving(r, read_attempt);
 		return;
 	}
 	if (r->consistency == HTTP_CONSISTENT) {
@@ -527,7 +610,7 @@ bool http_write_ok(struct http_req *r)
 		return false;
 	}
 	if (!cluster_serving(r->srv->cluster)) {
-		fwd_start(r);
+		not_serving(r, r->route_fn);
 		return false;
 	}
 	return true;
@@ -747,6 +830,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 	} else {
 		http_fn fn = r->read_fn;
 		r->read_fn = NULL;
+		r->route_fn = fn;
 		fn(r);
 	}
 	if (r->status != 0)
@@ -875,6 +959,8 @@ void http_stop(struct srv *s)
 		http_reply_err(r, BCN_ESHUTDOWN);
 	}
 	uv_timer_stop(&s->watch_timer);
+	retry_held(s, false); /* s->stopping: each gets 503 */
+	uv_timer_stop(&s->hold_timer);
 	fwd_close(s);
 	s->mhd_kick = true;
 }
@@ -913,6 +999,12 @@ void http_tick(struct srv *s)
 				 * @next was taken before, so no loop. */
 			}
 		}
+	}
+	if (s->held_head != NULL && s->cluster != NULL) {
+		char leader[256];
+		if (cluster_serving(s->cluster) ||
+		    cluster_leader_http(s->cluster, leader, sizeof leader))
+			retry_held(s, false);
 	}
 	if (s->mhd_kick)
 		mhd_run(s);

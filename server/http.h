@@ -76,6 +76,12 @@ struct http_req {
 	bool proposing;	 /* a cluster_req refers to this request */
 	bool reading;	 /* a cluster_read refers to this request */
 	struct fwd *fwd; /* a forward to the leader in flight */
+	/* Held while no leader can answer (a bounded wait). */
+	http_fn route_fn; /* the route, to run again after a hold */
+	http_fn hold_fn;
+	uint64_t hold_deadline;
+	bool held;
+	struct http_req *hprev, *hnext;
 	struct cluster_change *change; /* owned; a membership change */
 	void (*change_ok)(struct http_req *r);
 	struct cluster_req creq;

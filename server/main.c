@@ -45,6 +45,7 @@ static void close_all(struct srv *s)
 	uv_close((uv_handle_t *)&s->mhd_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->watch_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->curl_timer, handle_close_cb);
+	uv_close((uv_handle_t *)&s->hold_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->members_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->prepare, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigterm, handle_close_cb);
@@ -182,6 +183,8 @@ int main(int argc, char **argv)
 	s.watch_timer.data = &s;
 	uv_timer_init(&loop, &s.curl_timer);
 	s.curl_timer.data = &s;
+	uv_timer_init(&loop, &s.hold_timer);
+	s.hold_timer.data = &s;
 	uv_timer_init(&loop, &s.members_timer);
 	s.members_timer.data = &s;
 	uv_signal_init(&loop, &s.sigterm);

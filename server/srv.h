@@ -32,6 +32,11 @@ struct srv {
 	size_t heap_n, heap_cap;
 	uv_timer_t watch_timer;
 
+	/* Requests waiting for a leader (http.c), retried every turn and on a
+	 * timer, failed after --leader-wait. */
+	struct http_req *held_head;
+	uv_timer_t hold_timer;
+
 	/* Forwarding to the leader (forward.c). */
 	void *curlm; /* CURLM */
 	struct fwd *fwds;

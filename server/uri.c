@@ -63,13 +63,13 @@ int http_uri_parse(const char *raw, struct http_uri *u, const char **why)
 		}
 		a = &u->args[u->n_args];
 		n = form_decode(p, (size_t)((eq != NULL ? eq : stop) - p), m);
-		if (n < 0)
+		if (n < 0 || memchr(m, '\0', (size_t)n) != NULL)
 			goto bad;
 		a->name = m;
 		m += n + 1;
 		if (eq != NULL) {
 			n = form_decode(eq + 1, (size_t)(stop - eq - 1), m);
-			if (n < 0)
+			if (n < 0 || memchr(m, '\0', (size_t)n) != NULL)
 				goto bad;
 			a->value = m;
 			a->value_len = (size_t)n;
@@ -86,7 +86,7 @@ int http_uri_parse(const char *raw, struct http_uri *u, const char **why)
 	}
 	return 0;
 bad:
-	*why = "Invalid query string: malformed percent-encoding";
+	*why = "Invalid query string: malformed percent-encoding or NUL";
 	return BCN_EINVAL;
 }
 

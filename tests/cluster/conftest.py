@@ -181,7 +181,10 @@ class Node:
             log.write(("==== start #%d: %s\n" % (
                 self.starts, " ".join(self.command()))).encode())
             offset = log.tell()
-            env = dict(os.environ)
+            # The server reads BEACON_* variables (config file, initial
+            # cluster...): the command line alone must define the node.
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith("BEACON_")}
             env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
             self.proc = subprocess.Popen(
                 self.command(), stdin=subprocess.DEVNULL, stdout=log,
@@ -218,6 +221,15 @@ class Node:
             return
         proc = self.proc
         self.http.close()
+        early = proc.poll()
+        if early is not None:
+            self.proc = None
+            _live_nodes.discard(self)
+            self.exit_codes.append(early)
+            self.check_sanitizers()
+            raise AssertionError(
+                "beacond %s had already exited (status %d) before SIGTERM\n%s"
+                % (self.name, early, self.log_tail()))
         proc.send_signal(signal.SIGTERM)
         try:
             rc = proc.wait(timeout)
@@ -409,12 +421,14 @@ def kv_node(tmp_path_factory):
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
-    """Attach the log tail of every node a failing test used."""
+    """Attach the log tail of every node a failing test used, and of every
+    node still running (a module's shared node reached through another
+    fixture)."""
     outcome = yield
     report = outcome.get_result()
     if not report.failed:
         return
-    nodes = []
+    nodes = sorted(_live_nodes, key=lambda n: str(n.dir))
     for value in (getattr(item, "funcargs", None) or {}).values():
         if isinstance(value, Node):
             nodes.append(value)
