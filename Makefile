@@ -94,18 +94,33 @@ FUZZ_SECONDS ?= 60
 $(BS)/tests/fuzz/replay_%: $(BS)/tests/fuzz/fuzz_%.o $(BS)/tests/fuzz/replay_main.o $(SANARCHIVES)
 	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS)
 
-$(B)/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(SANARCHIVES)
+# For fuzzing, the archives are built again with coverage instrumentation
+# (-fsanitize=fuzzer-no-link), so that libFuzzer sees the code under test.
+BF := build/fuzz
+FUZZFLAGS := $(SANFLAGS) -fsanitize=fuzzer-no-link
+$(BF)/%.o: %.c
 	@mkdir -p $(dir $@)
-	$(SANCC) $(CPPFLAGS) $(PKG_CFLAGS) $(SANFLAGS) -fsanitize=fuzzer $(WARN) -o $@ $^ $(PKG_LIBS)
+	$(SANCC) $(CPPFLAGS) $(PKG_CFLAGS) $(FUZZFLAGS) $(WARN) -c $< -o $@
+define fuzz_module_rules
+$(BF)/$(1).a: $(patsubst %.c,$(BF)/%.o,$(LIBSRC_$(1)))
+	@rm -f $$@
+	$(AR) rcs $$@ $$^
+endef
+$(foreach m,$(MODULES),$(eval $(call fuzz_module_rules,$(m))))
+FUZZARCHIVES := $(foreach m,$(MODULES),$(BF)/$(m).a)
+
+$(BF)/fuzz_%: $(BF)/tests/fuzz/fuzz_%.o $(FUZZARCHIVES)
+	$(SANCC) $(SANFLAGS) -fsanitize=fuzzer -o $@ $^ $(PKG_LIBS)
 
 fuzz-replay: deps $(patsubst %,$(BS)/tests/fuzz/replay_%,$(FUZZ_NAMES))
 	@set -e; for f in $(FUZZ_NAMES); do \
 	  $(BS)/tests/fuzz/replay_$$f tests/fuzz/corpus/$$f; done
 
-fuzz: deps $(patsubst %,$(B)/fuzz/fuzz_%,$(FUZZ_NAMES))
+fuzz: deps $(patsubst %,$(BF)/fuzz_%,$(FUZZ_NAMES))
 	@set -e; for f in $(FUZZ_NAMES); do \
-	  mkdir -p $(B)/fuzz/corpus-$$f; \
-	  $(B)/fuzz/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) $(B)/fuzz/corpus-$$f tests/fuzz/corpus/$$f; done
+	  mkdir -p $(BF)/corpus-$$f $(BF)/crashes; \
+	  $(BF)/fuzz_$$f -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=$(BF)/crashes/$$f- $(BF)/corpus-$$f tests/fuzz/corpus/$$f; done
 
 # ---- integration tests: real beacond processes, curl and python3-consul -----
 integration: deps $(BS)/beacond

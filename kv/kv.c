@@ -783,6 +783,8 @@ int kv_reap(struct kv_store *s, uint64_t before)
 {
 	sqlite3_stmt *st = s->st[ST_REAP];
 
+	if (before > INT64_MAX) /* SQLite integers are signed */
+		before = INT64_MAX;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
 	return step_done(st);
 }

@@ -119,9 +119,11 @@ struct kv_op {
 
 /* Outcome of kv_apply(). */
 struct kv_result {
-	bool ok;		/* false: an op failed and nothing changed */
-	size_t failed_op;	/* with !ok: which op */
-	char what[300];		/* with !ok: Consul's reason text */
+	bool ok;	  /* false: an op failed and nothing changed */
+	size_t failed_op; /* with !ok: which op */
+	/* with !ok: Consul's reason text; room for any key, so that a
+	 * message is never cut inside a UTF-8 sequence */
+	char what[KV_MAX_KEY_LEN + 128];
 	struct kv_list entries; /* result entries, in op order */
 };
 

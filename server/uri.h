@@ -13,7 +13,7 @@
 #define HTTP_MAX_ARGS 64
 
 struct http_arg {
-	char *name;  /* NUL-terminated; may contain a NUL byte from %00 */
+	char *name;  /* NUL-terminated; %00 is refused in names and values */
 	char *value; /* "" when the parameter had no '=' */
 	size_t value_len;
 	bool has_value;
