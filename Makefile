@@ -10,7 +10,7 @@
 
 CC       ?= cc
 SANCC    ?= clang
-PKGS     := libuv sqlite3 jansson libmicrohttpd raft libsodium libcurl
+PKGS     := libuv sqlite3 jansson libmicrohttpd raft libcurl libxxhash
 RAFT_MIN := 0.17.1
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \

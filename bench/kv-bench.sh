@@ -9,6 +9,7 @@
 # Markdown table and writes it to bench/results/single-node-<UTC stamp>.md,
 # with the raw wrk outputs in bench/results/raw-<UTC stamp>/ (git-ignored).
 # Exits 1 if any request failed (the table shows which workload).
+# shellcheck source-path=SCRIPTDIR
 set -euo pipefail
 
 DURATION=${DURATION:-10}   # seconds per wrk run
@@ -19,94 +20,32 @@ PRELOAD_KEYS=1000          # read workload keys (bench/lua/get.lua knows 1000)
 [[ $DURATION =~ ^[1-9][0-9]*$ ]] || { echo "DURATION must be whole seconds, got '$DURATION'" >&2; exit 2; }
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || { echo "ROUNDS must be a positive integer, got '$ROUNDS'" >&2; exit 2; }
 
-BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-REPO=$(cd "$BENCH_DIR/.." && pwd)
-BEACOND=$REPO/build/beacond
-export BENCH_LUA_DIR=$BENCH_DIR/lua
+BENCH_NAME=kv-bench
+# shellcheck source=lib/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/lib/common.sh"
 
-log() { printf '[kv-bench] %s\n' "$*" >&2; }
+require_tools wrk curl python3
+ensure_beacond
 
-for tool in wrk curl python3; do
-	command -v "$tool" >/dev/null || { echo "kv-bench: $tool is required" >&2; exit 2; }
-done
-
-if [[ ! -x $BEACOND ]]; then
-	log "building build/beacond"
-	make -C "$REPO" build/beacond >&2
-fi
-
-STAMP=$(date -u +%Y-%m-%dT%H%M%SZ)
-RESULTS=$BENCH_DIR/results
+STAMP=$(utc_stamp)
 RAW=$RESULTS/raw-$STAMP
 REPORT=$RESULTS/single-node-$STAMP.md
 mkdir -p "$RAW"
 
-SERVER_PID=""
-LOAD_PID=""
-DATA_DIR=""
-
-cleanup() {
-	local rc=$?
-	trap - EXIT INT TERM
-	if [[ -n $LOAD_PID ]] && kill -0 "$LOAD_PID" 2>/dev/null; then
-		kill -TERM "$LOAD_PID" 2>/dev/null || true
-		wait "$LOAD_PID" 2>/dev/null || true
-	fi
-	if [[ -n $SERVER_PID ]] && kill -0 "$SERVER_PID" 2>/dev/null; then
-		kill -TERM "$SERVER_PID" 2>/dev/null || true
-		for _ in $(seq 100); do
-			kill -0 "$SERVER_PID" 2>/dev/null || break
-			sleep 0.1
-		done
-		if kill -0 "$SERVER_PID" 2>/dev/null; then
-			log "beacond (pid $SERVER_PID) ignored SIGTERM for 10 s; sending SIGKILL"
-			kill -KILL "$SERVER_PID" 2>/dev/null || true
-		fi
-		wait "$SERVER_PID" 2>/dev/null || true
-	fi
-	if [[ -n $DATA_DIR ]]; then
-		rm -rf -- "$DATA_DIR"
-	fi
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Run a command in the background, bounded by `timeout`, remembering its PID
-# so that cleanup can stop it; returns the command's status.
-run_bounded() {
-	local secs=$1
-	shift
-	timeout -k 5 "$secs" "$@" &
-	LOAD_PID=$!
-	local rc=0
-	wait "$LOAD_PID" || rc=$?
-	LOAD_PID=""
-	return "$rc"
-}
+bench_traps
 
 # Two free loopback ports (bound, then released, by the kernel's choice).
-read -r HTTP_PORT RAFT_PORT < <(python3 -c '
-import socket
-s = [socket.socket() for _ in range(2)]
-for x in s: x.bind(("127.0.0.1", 0))
-print(*[x.getsockname()[1] for x in s])
-for x in s: x.close()')
+read -r HTTP_PORT RAFT_PORT < <(free_ports 2)
 BASE=http://127.0.0.1:$HTTP_PORT
 
-mkdir -p "$REPO/build"
-DATA_DIR=$(mktemp -d "$REPO/build/bench-data.XXXXXX")
-DATA_FS=$(stat -f -c %T "$DATA_DIR")
-if [[ $DATA_FS == tmpfs || $DATA_FS == ramfs ]]; then
-	log "WARNING: data directory $DATA_DIR is on $DATA_FS; fsync costs nothing there"
-fi
+make_data_dir bench-data
 
 log "starting beacond on 127.0.0.1:$HTTP_PORT (raft 127.0.0.1:$RAFT_PORT), data dir $DATA_DIR ($DATA_FS)"
 "$BEACOND" --node b1 --data-dir "$DATA_DIR" \
 	--http-addr "127.0.0.1:$HTTP_PORT" --raft-addr "127.0.0.1:$RAFT_PORT" \
 	>"$RAW/beacond.log" 2>&1 &
 SERVER_PID=$!
+SERVER_PIDS=("$SERVER_PID")
 
 ready=""
 for _ in $(seq 300); do
@@ -153,8 +92,8 @@ for round in $(seq "$ROUNDS"); do
 done
 
 # Memory first (before the key listing below allocates anything).
-VMRSS=$(awk '/^VmRSS:/ {print $2, $3}' "/proc/$SERVER_PID/status")
-VMHWM=$(awk '/^VmHWM:/ {print $2, $3}' "/proc/$SERVER_PID/status")
+VMRSS=$(proc_mem "$SERVER_PID" VmRSS)
+VMHWM=$(proc_mem "$SERVER_PID" VmHWM)
 
 specs=()
 for w in "${WORKLOADS[@]}"; do
@@ -167,23 +106,16 @@ OKWRITES=$(sed -n 's/^OKWRITES //p' <<<"$summary")
 TABLE=$(grep -v -E '^(ERRORS|OKWRITES) ' <<<"$summary")
 
 # Cross-check: the keys the server holds under bench/w/.
-run_bounded 120 curl -s --max-time 100 -o "$RAW/written-keys.json" "$BASE/v1/kv/bench/w/?keys" || true
-SERVER_KEYS=$(python3 -c 'import json,sys
-try: print(len(json.load(open(sys.argv[1]))))
-except Exception: print("unknown")' "$RAW/written-keys.json")
-rm -f "$RAW/written-keys.json"
+count_keys "$BASE/v1/kv/bench/w/?keys" "$RAW/written-keys.json"
+SERVER_KEYS=$KEY_COUNT
 
-COMMIT=$(git -C "$REPO" rev-parse --short HEAD 2>/dev/null || echo unknown)
-if [[ -n $(git -C "$REPO" status --porcelain -- . ':!bench' 2>/dev/null) ]]; then
-	COMMIT="$COMMIT (with uncommitted changes)"
-fi
-CPU=$(awk -F': ' '/^model name/ {print $2; exit}' /proc/cpuinfo)
+COMMIT=$(beacond_commit)
 
 REPORT_TEXT=$(cat <<EOF
 # Beacon single-node KV benchmark, $STAMP
 
-- beacond $COMMIT, one node, data dir on $DATA_FS; wrk $(wrk -v 2>&1 | awk 'NR==1 {print $2}'), $THREADS threads, --timeout 10s
-- host: $(nproc) CPUs ($CPU), Linux $(uname -r); wrk runs on the same CPUs as beacond
+- beacond $COMMIT, one node, data dir on $DATA_FS; wrk $(wrk_version), $THREADS threads, --timeout 10s
+- host: $(host_info); wrk runs on the same CPUs as beacond
 - each run ${DURATION} s, $ROUNDS rounds per workload (interleaved); req/s is median, min and max over the rounds, latencies are medians over the rounds
 - writes: a new key per request (bench/lua/put.lua); reads: random key of $PRELOAD_KEYS preloaded (bench/lua/get.lua)
 

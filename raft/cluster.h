@@ -179,7 +179,8 @@ int cluster_restore(struct cluster *c, const void *buf, size_t len,
 		    struct cluster_req *req, cluster_req_cb cb) BCN_MUST_CHECK;
 
 /* Snapshot file format shared by raft snapshots and backups:
- * "BCNSNAP1" | u64 index | u64 term | u64 length | 32-byte SHA-256 | image.
+ * "BCNSNAP2" | u64 index | u64 term | u64 length | 16-byte XXH3-128 |
+ * 16 bytes zero | image.
  * Verify @buf and return the offset/length of the SQLite image. */
 #define CLUSTER_SNAP_HEADER 64
 int cluster_snapshot_verify(const void *buf, size_t len, size_t *img_off,

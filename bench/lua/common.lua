@@ -1,8 +1,11 @@
 -- Shared by put.lua and get.lua (loaded with dofile; BENCH_LUA_DIR is set by
--- kv-bench.sh). Each wrk thread counts good and bad responses; done() prints
--- one machine-readable line that kv-bench.sh parses:
+-- bench/lib/common.sh). Each wrk thread counts good and bad responses; done()
+-- prints one machine-readable line that bench/lib/summarize.py parses:
 --   BENCH_RESULT requests=.. duration_us=.. rps=.. p50_us=.. p99_us=..
 --                ok=.. bad=.. connect=.. read=.. write=.. timeout=..
+-- and, if the environment has BENCH_QUANTILES=1 (cluster-bench.sh's runs
+-- spread over several wrk processes), a line of latency quantiles:
+--   BENCH_QUANTILES <percent>:<us> ...
 -- "bad" counts every response that is not a success (non-200 status, or a
 -- 200 whose body is not what the workload expects); the first few bad
 -- statuses are printed so a failing run shows why.
@@ -53,6 +56,20 @@ function done(summary, latency, requests)
     tok, tbad, e.connect, e.read, e.write, e.timeout))
   if tbad > 0 then
     io.write(string.format("non-200 (or unexpected body) responses: %d\n", tbad))
+  end
+  if os.getenv("BENCH_QUANTILES") == "1" then
+    -- For merging the latencies of parallel wrk runs (summarize.py): the
+    -- latency quantiles on a grid, 0.1 % steps up to 99 %, 0.01 % above.
+    local q = {}
+    for i = 0, 990 do
+      q[#q + 1] = string.format("%.1f:%d", i / 10, latency:percentile(i / 10))
+    end
+    for i = 9901, 9999 do
+      q[#q + 1] = string.format("%.2f:%d", i / 100, latency:percentile(i / 100))
+    end
+    -- (wrk's percentile(100) is 0: its rank overshoots the count)
+    q[#q + 1] = string.format("100.00:%d", latency.max)
+    io.write("BENCH_QUANTILES " .. table.concat(q, " ") .. "\n")
   end
 end
 
