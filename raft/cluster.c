@@ -64,6 +64,7 @@ struct cluster {
 	uint64_t last_sample;
 	struct cluster_req reap_req;
 	bool reap_busy;
+	bool pristine; /* the raft directory was empty at start */
 	sqlite3 *db;
 	struct kv_store *kv;
 	bool in_batch;
@@ -613,6 +614,19 @@ int cluster_start(struct cluster **out, struct uv_loop_s *loop,
 		bcn_errf(errmsg, "create %s: %s", dir, bcn_strerror(rc));
 		goto err_free;
 	}
+	{
+		char meta[4200];
+		snprintf(meta, sizeof meta, "%s/metadata1", dir);
+		c->pristine = access(meta, F_OK) != 0;
+		snprintf(meta, sizeof meta, "%s/metadata2", dir);
+		c->pristine = c->pristine && access(meta, F_OK) != 0;
+	}
+	if (c->pristine && !o->join && o->initial_cluster != NULL &&
+	    o->initial_cluster[0] != '\0')
+		bcn_warn(MOD, "empty data directory: bootstrapping a new log. "
+			      "If this server was a member of a running "
+			      "cluster and lost its data, stop it and start "
+			      "it with --join <member's HTTP address>");
 	rc = open_db(c, o, errmsg);
 	if (rc != 0)
 		goto err_db;
@@ -1138,7 +1152,7 @@ static void change_done(struct cluster_change *ch, int status)
 	ch->cb(ch, status);
 }
 
-enum { JOIN_ADD = 1, JOIN_ASSIGN, JOIN_RECORD };
+enum { JOIN_REMOVE = 1, JOIN_ADD, JOIN_ASSIGN, JOIN_RECORD };
 
 static void join_step(struct cluster_change *ch);
 
@@ -1153,19 +1167,24 @@ static void join_record_cb(struct cluster_req *req, int status)
 	change_done(ch, status);
 }
 
+static const char *const join_verb[] = {
+    [JOIN_REMOVE] = "removing (to add again)",
+    [JOIN_ADD] = "adding",
+    [JOIN_ASSIGN] = "promoting",
+    [JOIN_RECORD] = "recording",
+};
+
 static void join_change_cb(struct raft_change *req, int status)
 {
 	struct cluster_change *ch = req->data;
 
 	if (status != 0) {
-		bcn_errf(ch->errmsg, "%s %s: %s",
-			 ch->step == JOIN_ADD ? "adding" : "promoting",
-			 ch->name, raft_strerror(status));
+		bcn_errf(ch->errmsg, "%s %s: %s", join_verb[ch->step], ch->name,
+			 raft_strerror(status));
 		change_done(ch, change_err(status));
 		return;
 	}
-	bcn_info(MOD, "%s %s (%s)",
-		 ch->step == JOIN_ADD ? "added" : "promoted to voter", ch->name,
+	bcn_info(MOD, "%s %s (%s): done", join_verb[ch->step], ch->name,
 		 ch->raft_addr);
 	ch->step++;
 	join_step(ch);
@@ -1183,11 +1202,16 @@ static int join_next(struct cluster_change *ch)
 
 	memset(rc, 0, sizeof *rc);
 	rc->data = ch;
+	if (ch->step == JOIN_REMOVE && rs == NULL)
+		ch->step = JOIN_ADD;
 	if (ch->step == JOIN_ADD && rs != NULL)
 		ch->step = JOIN_ASSIGN;
 	if (ch->step == JOIN_ASSIGN && rs != NULL && rs->role == RAFT_VOTER)
 		ch->step = JOIN_RECORD;
 	switch (ch->step) {
+	case JOIN_REMOVE:
+		rv = raft_remove(&c->raft, rc, ch->id, join_change_cb);
+		break;
 	case JOIN_ADD:
 		rv = raft_add(&c->raft, rc, ch->id, ch->raft_addr,
 			      join_change_cb);
@@ -1211,9 +1235,8 @@ static int join_next(struct cluster_change *ch)
 		return rv;
 	}
 	if (rv != 0) {
-		bcn_errf(ch->errmsg, "%s %s: %s",
-			 ch->step == JOIN_ADD ? "adding" : "promoting",
-			 ch->name, raft_strerror(rv));
+		bcn_errf(ch->errmsg, "%s %s: %s", join_verb[ch->step], ch->name,
+			 raft_strerror(rv));
 		return change_err(rv);
 	}
 	return 0;
@@ -1228,7 +1251,7 @@ static void join_step(struct cluster_change *ch)
 }
 
 int cluster_join(struct cluster *c, const char *name, const char *raft_addr,
-		 const char *http_addr, struct cluster_change *ch,
+		 const char *http_addr, bool fresh, struct cluster_change *ch,
 		 cluster_change_cb cb)
 {
 	const struct raft_server *rs;
@@ -1258,7 +1281,11 @@ int cluster_join(struct cluster *c, const char *name, const char *raft_addr,
 			return BCN_EINVAL;
 		}
 	}
-	ch->step = JOIN_ADD;
+	if (fresh && ch->id == c->id) {
+		bcn_errf(ch->errmsg, "the leader cannot rejoin itself");
+		return BCN_EINVAL;
+	}
+	ch->step = fresh ? JOIN_REMOVE : JOIN_ADD;
 	return join_next(ch);
 }
 
@@ -1341,6 +1368,11 @@ void cluster_record_self(struct cluster *c)
 {
 	if (cluster_serving(c))
 		record_self(c);
+}
+
+bool cluster_fresh(struct cluster *c)
+{
+	return c->pristine && c->last_index == 0;
 }
 
 bool cluster_self_recorded(struct cluster *c)

@@ -148,12 +148,18 @@ struct cluster_change {
 
 /* Leader only. Make @name a voter at @raft_addr and record its HTTP address:
  * add it as a spare if new, let it catch up, promote it; for a server that is
- * already a voter at that address, only (re)record it. Errors: BCN_EINVAL
+ * already a voter at that address, only (re)record it, unless @fresh: then it
+ * lost its log, and is removed and added again. Errors: BCN_EINVAL
  * (the name is taken by another address), BCN_EBUSY (another change is in
  * progress), BCN_ENOTLEADER. */
 int cluster_join(struct cluster *c, const char *name, const char *raft_addr,
-		 const char *http_addr, struct cluster_change *ch,
+		 const char *http_addr, bool fresh, struct cluster_change *ch,
 		 cluster_change_cb cb) BCN_MUST_CHECK;
+/* True if this server started with an empty raft directory and has applied
+ * nothing yet: a new server, or one whose data was lost. A member whose log
+ * was lost must be removed and added again (Raft assumes a server never
+ * loses what it acknowledged): cluster_join() does that when @fresh. */
+bool cluster_fresh(struct cluster *c);
 /* Leader only. Remove the server with raft ID @id. */
 int cluster_remove(struct cluster *c, uint64_t id, struct cluster_change *ch,
 		   cluster_change_cb cb) BCN_MUST_CHECK;

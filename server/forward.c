@@ -156,8 +156,8 @@ static size_t write_cb(char *p, size_t size, size_t n, void *data)
 /* Relay the headers that carry meaning for clients. */
 static size_t header_cb(char *p, size_t size, size_t n, void *data)
 {
-	static const char *const keep[] = {"Content-Type", "Allow",
-					   "X-Content-Type-Options",
+	static const char *const keep[] = {FWD_NOT_LEADER, "Content-Type",
+					   "Allow", "X-Content-Type-Options",
 					   "Content-Security-Policy"};
 	struct fwd *f = data;
 	size_t len = size * n;
@@ -222,9 +222,20 @@ static void finish(struct srv *s, struct fwd *f, CURLcode res)
 	}
 
 	if (res != CURLE_OK) {
+		double connect_s = 0;
 		bcn_debug(MOD, "forward %s %s: %s", r->method_str, r->raw_uri,
 			  f->err[0] != '\0' ? f->err : curl_easy_strerror(res));
-		if (res == CURLE_COULDNT_CONNECT || r->method == HTTP_GET)
+		curl_easy_getinfo(f->easy, CURLINFO_CONNECT_TIME, &connect_s);
+		if (res == CURLE_COULDNT_CONNECT ||
+		    (res == CURLE_OPERATION_TIMEDOUT && connect_s == 0)) {
+			/* Nothing was sent: the leader we knew is gone or
+			 * unreachable. Wait for the next one, as for any
+			 * request without a leader. */
+			fwd_free(s, f);
+			http_forward_failed(r);
+			return;
+		}
+		if (r->method == HTTP_GET)
 			http_reply_text(r, 500, "No cluster leader");
 		else
 			http_reply_err(r, BCN_EUNKNOWN);
@@ -237,6 +248,11 @@ static void finish(struct srv *s, struct fwd *f, CURLcode res)
 		const char *val = name + strlen(name) + 1;
 		if (strcasecmp(name, "Content-Type") == 0)
 			ctype = val;
+		if (status == 503 && strcasecmp(name, FWD_NOT_LEADER) == 0) {
+			fwd_free(s, f);
+			http_forward_failed(r);
+			return;
+		}
 		i += strlen(name) + strlen(val) + 2;
 	}
 	http_reply(r, (unsigned)status, ctype, f->body.data, f->body.len);

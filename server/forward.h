@@ -14,6 +14,9 @@ struct srv;
 struct http_req;
 
 #define FWD_HEADER "X-Beacon-Forwarded"
+/* On a 503 to a forwarded request: the receiver does not lead, and nothing
+ * was applied; the sender may try the next leader. */
+#define FWD_NOT_LEADER "X-Beacon-Not-Leader"
 
 /* Forward @r to the leader, or reply "No cluster leader" if no leader is
  * known or @r was forwarded already. Replies in every case (later). */

@@ -21,6 +21,8 @@
 #define WAIT_DEFAULT_MS	   (5 * 60 * 1000ULL)
 #define WAIT_MAX_MS	   (10 * 60 * 1000ULL)
 #define BODY_DEFAULT_LIMIT (64 * 1024)
+/* After a forward could not connect, try the same leader again after this. */
+#define FWD_RETRY_MS 100
 
 struct route {
 	const char *path;
@@ -505,8 +507,18 @@ static void not_serving(struct http_req *r, http_fn retry)
 	uint64_t now = uv_now(s->loop);
 
 	if (!forwarded && !cluster_is_leader(c) &&
-	    cluster_leader_http(c, leader, sizeof leader)) {
+	    cluster_leader_http(c, leader, sizeof leader) &&
+	    (strcmp(leader, r->fwd_failed_leader) != 0 ||
+	     now - r->fwd_failed_at >= FWD_RETRY_MS)) {
+		r->hold_fn = retry; /* for http_forward_failed() */
 		fwd_start(r);
+		return;
+	}
+	if (forwarded && !cluster_is_leader(c)) {
+		/* The sender's view of the leader is out of date. Say so at
+		 * once: nothing was applied here, so it may try again. */
+		http_reply_text(r, 503, "No cluster leader");
+		http_add_header(r, FWD_NOT_LEADER, "true");
 		return;
 	}
 	if (r->hold_deadline == 0)
@@ -516,6 +528,20 @@ static void not_serving(struct http_req *r, http_fn retry)
 		return;
 	}
 	http_reply_err(r, BCN_ENOTLEADER);
+}
+
+void http_forward_failed(struct http_req *r)
+{
+	struct srv *s = r->srv;
+
+	if (s->cluster == NULL || s->stopping) {
+		http_reply_err(r, BCN_ESHUTDOWN);
+		return;
+	}
+	cluster_leader_http(s->cluster, r->fwd_failed_leader,
+			    sizeof r->fwd_failed_leader);
+	r->fwd_failed_at = uv_now(s->loop);
+	not_serving(r, r->hold_fn);
 }
 
 static void retry_held(struct srv *s, bool expired_only)

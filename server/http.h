@@ -82,6 +82,8 @@ struct http_req {
 	uint64_t hold_deadline;
 	bool held;
 	struct http_req *hprev, *hnext;
+	char fwd_failed_leader[256]; /* the leader a forward could not reach */
+	uint64_t fwd_failed_at;
 	struct cluster_change *change; /* owned; a membership change */
 	void (*change_ok)(struct http_req *r);
 	struct cluster_req creq;
@@ -143,6 +145,9 @@ bool http_write_ok(struct http_req *r);
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
 		  void (*done)(struct http_req *r, int status));
 
+/* A forward of @r never reached the leader (nothing was sent): wait for a
+ * leader again, within --leader-wait. */
+void http_forward_failed(struct http_req *r);
 /* Propose the backup in the request body as the new state. */
 void http_restore(struct http_req *r,
 		  void (*done)(struct http_req *r, int status));

@@ -93,6 +93,18 @@ static bool valid_addr(const char *a)
 	       bcn_parse_u64(colon + 1, &port) == 0 && port > 0 && port < 65536;
 }
 
+static json_t *member_json(json_t *obj, const char *name)
+{
+	const char *k;
+	json_t *v;
+
+	json_object_foreach (obj, k, v) {
+		if (strcasecmp(k, name) == 0)
+			return v;
+	}
+	return NULL;
+}
+
 static const char *member_str(json_t *obj, const char *name)
 {
 	const char *k;
@@ -114,12 +126,14 @@ void http_op_join(struct http_req *r)
 				  r->body.len, 0, &jerr);
 	const char *name, *raft, *http;
 	struct cluster_change *ch;
+	bool fresh;
 
 	if (root == NULL || !json_is_object(root)) {
 		http_reply_text(r, 400, "Request decode failed: %s",
 				root == NULL ? jerr.text : "not an object");
 		goto out;
 	}
+	fresh = json_is_true(member_json(root, "Fresh"));
 	name = member_str(root, "Name");
 	raft = member_str(root, "RaftAddr");
 	http = member_str(root, "HTTPAddr");
@@ -134,7 +148,8 @@ void http_op_join(struct http_req *r)
 	if (!http_write_ok(r) || (ch = change_new(r)) == NULL)
 		goto out;
 	change(r,
-	       cluster_join(r->srv->cluster, name, raft, http, ch, change_cb),
+	       cluster_join(r->srv->cluster, name, raft, http, fresh, ch,
+			    change_cb),
 	       reply_true);
 out:
 	json_decref(root);

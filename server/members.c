@@ -54,7 +54,9 @@ static void ask_to_join(struct srv *s)
 	char target[300], url[400], body[1024];
 	const struct config *cfg = s->cfg;
 
-	if (s->join_busy || cluster_self_recorded(s->cluster))
+	bool fresh = cfg->join[0] != '\0' && cluster_fresh(s->cluster);
+
+	if (s->join_busy || (!fresh && cluster_self_recorded(s->cluster)))
 		return;
 	if (!cluster_leader_http(s->cluster, target, sizeof target)) {
 		if (cfg->join[0] == '\0')
@@ -66,8 +68,10 @@ static void ask_to_join(struct srv *s)
 	/* Names and addresses were validated at start-up: no quoting needed
 	 * beyond what JSON requires of them, which they never contain. */
 	snprintf(body, sizeof body,
-		 "{\"Name\":\"%s\",\"RaftAddr\":\"%s\",\"HTTPAddr\":\"%s\"}",
-		 cfg->node, cfg->raft_addr, cfg->http_addr);
+		 "{\"Name\":\"%s\",\"RaftAddr\":\"%s\",\"HTTPAddr\":\"%s\","
+		 "\"Fresh\":%s}",
+		 cfg->node, cfg->raft_addr, cfg->http_addr,
+		 fresh ? "true" : "false");
 	if (fwd_call(s, url, "PUT", body, 60000, join_done, NULL) == 0)
 		s->join_busy = true;
 }
