@@ -157,3 +157,6 @@ clean:
 	rm -rf build
 
 -include $(shell find build -name '*.d' 2>/dev/null)
+
+# Keep intermediate objects (test and fuzz .o files) between runs.
+.SECONDARY:

@@ -22,6 +22,7 @@
 #include <raft/uv.h>
 #include <xxhash.h>
 #include <sqlite3.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -164,6 +165,19 @@ static const char servers_schema[] =
     "CREATE TABLE IF NOT EXISTS servers(name TEXT PRIMARY KEY,"
     " raft_addr TEXT NOT NULL, http_addr TEXT NOT NULL,"
     " idx INTEGER NOT NULL) WITHOUT ROWID";
+
+static const struct {
+	const char *sql;
+	size_t off; /* of the statement in struct cluster */
+} srv_sql[] = {
+    {"INSERT OR REPLACE INTO servers(name, raft_addr, http_addr, idx) "
+     "VALUES(?1, ?2, ?3, ?4)",
+     offsetof(struct cluster, srv_put)},
+    {"SELECT name, raft_addr, http_addr FROM servers WHERE raft_addr = ?1",
+     offsetof(struct cluster, srv_by_raft)},
+    {"SELECT name, raft_addr, http_addr FROM servers WHERE name = ?1",
+     offsetof(struct cluster, srv_by_name)},
+};
 
 static int server_put(struct cluster *c, const struct cluster_cmd *cmd,
 		      uint64_t index)
@@ -475,28 +489,13 @@ static int open_db(struct cluster *c, const struct cluster_options *o,
 		return rc;
 	}
 	rc = exec(c->db, servers_schema);
-	if (rc == 0)
-		rc = sqlite3_prepare_v2(c->db,
-					"INSERT OR REPLACE INTO servers(name, "
-					"raft_addr, http_addr, idx) "
-					"VALUES(?1, ?2, ?3, ?4)",
-					-1, &c->srv_put, NULL) == SQLITE_OK
-			 ? 0
-			 : BCN_EIO;
-	if (rc == 0)
-		rc = sqlite3_prepare_v2(c->db,
-					"SELECT name, raft_addr, http_addr "
-					"FROM servers WHERE raft_addr = ?1",
-					-1, &c->srv_by_raft, NULL) == SQLITE_OK
-			 ? 0
-			 : BCN_EIO;
-	if (rc == 0)
-		rc = sqlite3_prepare_v2(c->db,
-					"SELECT name, raft_addr, http_addr "
-					"FROM servers WHERE name = ?1",
-					-1, &c->srv_by_name, NULL) == SQLITE_OK
-			 ? 0
-			 : BCN_EIO;
+	for (size_t i = 0; rc == 0 && i < sizeof srv_sql / sizeof srv_sql[0];
+	     i++)
+		if (sqlite3_prepare_v2(
+			c->db, srv_sql[i].sql, -1,
+			(sqlite3_stmt **)((char *)c + srv_sql[i].off),
+			NULL) != SQLITE_OK)
+			rc = BCN_EIO;
 	if (rc != 0) {
 		bcn_errf(errmsg, "servers table: %s", sqlite3_errmsg(c->db));
 		return rc;

@@ -2,11 +2,11 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/alloc.h"
 #include "common/parse.h"
 #include "server/http.h"
+#include "server/json_member.h"
 #include "server/srv.h"
 
 /* Append one DirEntry in Consul's field order. */
@@ -283,20 +283,6 @@ void http_kv(struct http_req *r)
 /* ---- /v1/txn --------------------------------------------------------------
  */
 
-/* A case-insensitive member lookup: Go's encoding/json matches field names
- * that way. */
-static json_t *member(json_t *obj, const char *name)
-{
-	const char *k;
-	json_t *v;
-
-	json_object_foreach (obj, k, v) {
-		if (strcasecmp(k, name) == 0)
-			return v;
-	}
-	return NULL;
-}
-
 struct txn {
 	struct kv_op ops[KV_MAX_TXN_OPS];
 	void *values[KV_MAX_TXN_OPS]; /* decoded base64, owned */
@@ -342,7 +328,8 @@ static bool txn_parse(struct http_req *r, json_t *root, struct txn *t)
 	}
 	json_array_foreach (root, i, item) {
 		struct kv_op *op = &t->ops[i];
-		json_t *kv = json_is_object(item) ? member(item, "KV") : NULL;
+		json_t *kv =
+		    json_is_object(item) ? srv_json_member(item, "KV") : NULL;
 		json_t *verb, *key, *val;
 		const char *why = NULL;
 
@@ -354,9 +341,9 @@ static bool txn_parse(struct http_req *r, json_t *root, struct txn *t)
 					i);
 			return false;
 		}
-		verb = member(kv, "Verb");
-		key = member(kv, "Key");
-		val = member(kv, "Value");
+		verb = srv_json_member(kv, "Verb");
+		key = srv_json_member(kv, "Key");
+		val = srv_json_member(kv, "Value");
 		op->verb = json_is_string(verb)
 			       ? kv_verb_parse(json_string_value(verb))
 			       : 0;
@@ -379,8 +366,8 @@ static bool txn_parse(struct http_req *r, json_t *root, struct txn *t)
 					i, why);
 			return false;
 		}
-		if (!get_u64(member(kv, "Flags"), &op->flags) ||
-		    !get_u64(member(kv, "Index"), &op->index)) {
+		if (!get_u64(srv_json_member(kv, "Flags"), &op->flags) ||
+		    !get_u64(srv_json_member(kv, "Index"), &op->index)) {
 			http_reply_text(r, 400,
 					"Failed to parse body: "
 					"operation %zu: Flags and "

@@ -3,11 +3,11 @@
 #include <jansson.h>
 #include <stdio.h>
 #include <string.h>
-#include <strings.h>
 
 #include "common/alloc.h"
 #include "common/parse.h"
 #include "server/http.h"
+#include "server/json_member.h"
 #include "server/members.h"
 #include "server/srv.h"
 
@@ -93,28 +93,11 @@ static bool valid_addr(const char *a)
 	       bcn_parse_u64(colon + 1, &port) == 0 && port > 0 && port < 65536;
 }
 
-static json_t *member_json(json_t *obj, const char *name)
-{
-	const char *k;
-	json_t *v;
-
-	json_object_foreach (obj, k, v) {
-		if (strcasecmp(k, name) == 0)
-			return v;
-	}
-	return NULL;
-}
-
 static const char *member_str(json_t *obj, const char *name)
 {
-	const char *k;
-	json_t *v;
+	json_t *v = srv_json_member(obj, name);
 
-	json_object_foreach (obj, k, v) {
-		if (strcasecmp(k, name) == 0)
-			return json_is_string(v) ? json_string_value(v) : NULL;
-	}
-	return NULL;
+	return json_is_string(v) ? json_string_value(v) : NULL;
 }
 
 /* PUT /v1/operator/raft/join {"Name","RaftAddr","HTTPAddr"}: Beacon's own
@@ -133,7 +116,7 @@ void http_op_join(struct http_req *r)
 				root == NULL ? jerr.text : "not an object");
 		goto out;
 	}
-	fresh = json_is_true(member_json(root, "Fresh"));
+	fresh = json_is_true(srv_json_member(root, "Fresh"));
 	name = member_str(root, "Name");
 	raft = member_str(root, "RaftAddr");
 	http = member_str(root, "HTTPAddr");
