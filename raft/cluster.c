@@ -66,6 +66,13 @@ struct cluster {
 	struct cluster_req reap_req;
 	bool reap_busy;
 	bool pristine; /* the raft directory was empty at start */
+
+	/* Statistics. */
+	raft_id last_leader;
+	uint64_t leader_changes;
+	struct cluster_hist apply_hist;
+	uint64_t snapshots, snap_bytes;
+	double snap_ms;
 	sqlite3 *db;
 	struct kv_store *kv;
 	bool in_batch;
@@ -347,9 +354,12 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	img = sqlite3_serialize(c->db, "main", &size, 0);
 	if (img == NULL)
 		return RAFT_NOMEM;
+	c->snapshots++;
+	c->snap_bytes = (uint64_t)size;
+	c->snap_ms = (double)(uv_hrtime() - t0) / 1e6;
 	bcn_info(MOD, "snapshot at index %llu: %lld bytes, copied in %.1f ms",
 		 (unsigned long long)c->last_index, (long long)size,
-		 (double)(uv_hrtime() - t0) / 1e6);
+		 c->snap_ms);
 	b = raft_calloc(2, sizeof *b);
 	hdr = raft_calloc(1, CLUSTER_SNAP_HEADER);
 	if (b == NULL || hdr == NULL) {
@@ -855,6 +865,9 @@ bool cluster_tick(struct cluster *c)
 	if (lid != 0) {
 		c->last_contact = uv_now(c->loop);
 		c->ever_contact = true;
+		if (lid != c->last_leader)
+			c->leader_changes++;
+		c->last_leader = lid;
 	}
 	reap_tick(c);
 	return false;
@@ -921,6 +934,10 @@ static void apply_cb(struct raft_apply *a, int status, void *result)
 {
 	struct cluster_req *req = a->data;
 
+	if (status == 0 && req->c != NULL)
+		cluster_hist_add(&req->c->apply_hist,
+				 (double)(uv_hrtime() - req->start_ns) / 1e6);
+
 	(void)result; /* always NULL: see the top of this file */
 	req->prev->next = req->next;
 	req->next->prev = req->prev;
@@ -963,6 +980,7 @@ static int propose(struct cluster *c, const struct bcn_buf *enc,
 		return rc == RAFT_NOTLEADER ? BCN_ENOTLEADER : BCN_EINTERNAL;
 	}
 	req->index = a->index;
+	req->start_ns = uv_hrtime();
 	/* Entries are appended in index order: keep the list sorted. */
 	req->next = &c->pending;
 	req->prev = c->pending.prev;
@@ -1426,4 +1444,44 @@ int cluster_restore(struct cluster *c, const void *buf, size_t len,
 		rc = propose(c, &enc, req, cb);
 	bcn_buf_close(&enc);
 	return rc;
+}
+
+/* ---- statistics ------------------------------------------------------------
+ */
+
+const double cluster_hist_bounds_ms[CLUSTER_HIST_BUCKETS - 1] = {
+    0.5, 1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000};
+
+void cluster_hist_add(struct cluster_hist *h, double ms)
+{
+	unsigned i = 0;
+
+	while (i < CLUSTER_HIST_BUCKETS - 1 && ms > cluster_hist_bounds_ms[i])
+		i++;
+	h->buckets[i]++;
+	h->count++;
+	h->sum_ms += ms;
+}
+
+void cluster_get_stats(struct cluster *c, struct cluster_stats *out)
+{
+	static const char *const names[] = {
+	    [RAFT_UNAVAILABLE] = "unavailable",
+	    [RAFT_FOLLOWER] = "follower",
+	    [RAFT_CANDIDATE] = "candidate",
+	    [RAFT_LEADER] = "leader",
+	};
+	int st = raft_state(&c->raft);
+
+	memset(out, 0, sizeof *out);
+	out->state = st >= 0 && st <= RAFT_LEADER ? names[st] : "unknown";
+	out->term = raft_current_term(&c->raft);
+	out->commit_index = raft_commit_index(&c->raft);
+	out->applied_index = c->last_index;
+	out->last_index = raft_last_index(&c->raft);
+	out->leader_changes = c->leader_changes;
+	out->apply = c->apply_hist;
+	out->snapshots = c->snapshots;
+	out->snapshot_last_bytes = c->snap_bytes;
+	out->snapshot_last_ms = c->snap_ms;
 }

@@ -82,6 +82,7 @@ struct cluster_req {
 	cluster_req_cb cb;	 /* status 0: committed, @result valid */
 	struct kv_result result; /* owned; kv_result_close() after @cb */
 	uint64_t index;		 /* log index of the entry */
+	uint64_t start_ns;	 /* uv_hrtime() at the proposal */
 	/* private */
 	struct cluster *c;
 	struct cluster_req *prev, *next;
@@ -113,6 +114,37 @@ int cluster_read_barrier(struct cluster *c, struct cluster_read *rd,
 			 cluster_read_cb cb) BCN_MUST_CHECK;
 /* Forget @rd: its callback will not fire. */
 void cluster_read_cancel(struct cluster *c, struct cluster_read *rd);
+
+/* ---- statistics (for metrics) ---------------------------------------- */
+
+#define CLUSTER_HIST_BUCKETS 14
+/* Upper bounds of the latency histogram buckets, in milliseconds; the last
+ * bucket is +Inf. */
+extern const double cluster_hist_bounds_ms[CLUSTER_HIST_BUCKETS - 1];
+
+struct cluster_hist {
+	uint64_t buckets[CLUSTER_HIST_BUCKETS]; /* not cumulative */
+	uint64_t count;
+	double sum_ms;
+};
+
+void cluster_hist_add(struct cluster_hist *h, double ms);
+
+struct cluster_stats {
+	const char
+	    *state; /* "leader", "follower", "candidate", "unavailable" */
+	uint64_t term;
+	uint64_t commit_index;
+	uint64_t applied_index;
+	uint64_t last_index;
+	uint64_t leader_changes;   /* times the known leader changed */
+	struct cluster_hist apply; /* proposal -> applied, on the leader */
+	uint64_t snapshots;
+	uint64_t snapshot_last_bytes;
+	double snapshot_last_ms; /* time the loop was held by the copy */
+};
+
+void cluster_get_stats(struct cluster *c, struct cluster_stats *out);
 
 /* ---- membership -------------------------------------------------------- */
 

@@ -218,7 +218,21 @@ static void print_config(const struct config *c)
 	printf("}\n");
 }
 
+static int load(struct config *c, int argc, char **argv, char *errmsg,
+		bool reload);
+
 int config_load(struct config *c, int argc, char **argv, char *errmsg)
+{
+	return load(c, argc, argv, errmsg, false);
+}
+
+int config_reload(struct config *c, int argc, char **argv, char *errmsg)
+{
+	return load(c, argc, argv, errmsg, true);
+}
+
+static int load(struct config *c, int argc, char **argv, char *errmsg,
+		bool reload)
 {
 	const char *file = NULL;
 	bool print = false;
@@ -322,10 +336,12 @@ int config_load(struct config *c, int argc, char **argv, char *errmsg)
 				 "--raft-election-timeout");
 		return BCN_EINVAL;
 	}
-	if (print) {
+	if (print && !reload) {
 		print_config(c);
 		return 1;
 	}
+	if (reload)
+		return 0; /* no side effects: just the values */
 	if (c->dev && c->data_dir[0] == '\0') {
 		char tmpl[] = "/tmp/beacon-dev-XXXXXX";
 		if (mkdtemp(tmpl) == NULL) {

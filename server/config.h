@@ -27,4 +27,8 @@ struct config {
  * config_close() in every case. */
 int config_load(struct config *c, int argc, char **argv,
 		char *errmsg) BCN_MUST_CHECK;
+/* Read the configuration again (for SIGHUP), with no side effects: no temp
+ * directory, no printing. Same return values as config_load(). */
+int config_reload(struct config *c, int argc, char **argv,
+		  char *errmsg) BCN_MUST_CHECK;
 void config_close(struct config *c);

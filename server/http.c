@@ -15,6 +15,7 @@
 #include "common/log.h"
 #include "common/parse.h"
 #include "server/forward.h"
+#include "server/metrics.h"
 #include "server/srv.h"
 
 #define MOD		   "http"
@@ -46,9 +47,22 @@ static const struct route routes[] = {
     {"/v1/agent/self", false, HTTP_GET, 0, http_agent_self},
     {"/v1/agent/members", false, HTTP_GET, 0, http_agent_members},
     {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot},
+    {"/v1/agent/metrics", false, HTTP_GET, 0, http_agent_metrics},
+    {"/v1/status/live", false, HTTP_GET, 0, http_status_live},
+    {"/v1/status/ready", false, HTTP_GET, 0, http_status_ready},
 };
 
 static void mhd_run(struct srv *s);
+
+size_t http_route_count(void)
+{
+	return sizeof routes / sizeof routes[0];
+}
+
+const char *http_route_name(size_t i)
+{
+	return routes[i].path;
+}
 
 /* ---- request contexts ---------------------------------------------------- */
 
@@ -66,6 +80,8 @@ static void *uri_log(void *cls, const char *uri, struct MHD_Connection *conn)
 	}
 	r->srv = s;
 	r->conn = conn;
+	r->route_idx = -1;
+	r->start_ns = uv_hrtime();
 	bcn_buf_init(&r->body);
 	s->inflight++;
 	return r;
@@ -119,6 +135,9 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 		return;
 	*con_cls = NULL;
 	r->completed = true;
+	if (r->status != 0)
+		metrics_http(r->srv, r->route_idx, r->status,
+			     (double)(uv_hrtime() - r->start_ns) / 1e6);
 	if (r->watching)
 		watch_remove(r);
 	if (r->held)
@@ -789,6 +808,7 @@ static const struct route *check_request(struct http_req *r)
 					(unsigned long long)r->body_limit);
 		return NULL;
 	}
+	r->route_idx = (int)(rt - routes);
 	r->rest = r->uri.path + strlen(rt->path);
 	r->rest_len = r->uri.path_len - strlen(rt->path);
 	return rt;
@@ -1034,4 +1054,71 @@ void http_tick(struct srv *s)
 	}
 	if (s->mhd_kick)
 		mhd_run(s);
+}
+
+/* ---- liveness and readiness ---------------------------------------------- */
+
+bool http_ready(struct srv *s, const char **why)
+{
+	static char buf[160];
+	struct cluster *c = s->cluster;
+	struct cluster_stats st;
+	uint64_t lc;
+	const char *dummy;
+
+	if (why == NULL)
+		why = &dummy;
+	if (c == NULL || s->stopping) {
+		*why = "shutting down";
+		return false;
+	}
+	if (cluster_serving(c))
+		return true;
+	if (cluster_is_leader(c)) {
+		*why = "elected, not serving yet";
+		return false;
+	}
+	if (cluster_leader_addr(c)[0] == '\0') {
+		*why = "no known leader";
+		return false;
+	}
+	lc = cluster_last_contact_ms(c);
+	if (lc > 2 * s->cfg->raft_election_timeout) {
+		*why = "no recent contact with the leader";
+		return false;
+	}
+	cluster_get_stats(c, &st);
+	if (st.commit_index > st.applied_index + 1000) {
+		snprintf(buf, sizeof buf, "catching up: applied %llu of %llu",
+			 (unsigned long long)st.applied_index,
+			 (unsigned long long)st.commit_index);
+		*why = buf;
+		return false;
+	}
+	return true;
+}
+
+void http_status_live(struct http_req *r)
+{
+	struct bcn_buf b;
+
+	bcn_buf_init(&b);
+	bcn_buf_puts(&b, "true");
+	http_reply_json(r, 200, &b);
+}
+
+void http_status_ready(struct http_req *r)
+{
+	const char *why = "";
+	bool ok = http_ready(r->srv, &why);
+	struct bcn_buf b;
+
+	bcn_buf_init(&b);
+	bcn_buf_printf(&b, "{\"Ready\":%s", ok ? "true" : "false");
+	if (!ok) {
+		bcn_buf_puts(&b, ",\"Reason\":");
+		bcn_buf_put_json_str(&b, why, strlen(why));
+	}
+	bcn_buf_putc(&b, '}');
+	http_reply_json(r, ok ? 200 : 503, &b);
 }

@@ -73,9 +73,11 @@ struct http_req {
 	struct MHD_Response *resp;
 	unsigned status;
 	bool started, dispatched, suspended, completed;
-	bool proposing;	 /* a cluster_req refers to this request */
-	bool reading;	 /* a cluster_read refers to this request */
-	struct fwd *fwd; /* a forward to the leader in flight */
+	bool proposing;	   /* a cluster_req refers to this request */
+	bool reading;	   /* a cluster_read refers to this request */
+	struct fwd *fwd;   /* a forward to the leader in flight */
+	int route_idx;	   /* -1 until routed */
+	uint64_t start_ns; /* uv_hrtime() when the request line arrived */
 	/* Held while no leader can answer (a bounded wait). */
 	http_fn route_fn; /* the route, to run again after a hold */
 	http_fn hold_fn;
@@ -155,7 +157,17 @@ void http_restore(struct http_req *r,
  * (for callbacks that set @proposing). */
 void http_req_release(struct http_req *r);
 
-/* Routes (http_kv.c, http_status.c, http_operator.c). */
+/* The routes, for metrics labels. */
+size_t http_route_count(void);
+const char *http_route_name(size_t i);
+/* True if this server can serve (see /v1/status/ready); else @why, if not
+ * NULL, says why. */
+bool http_ready(struct srv *s, const char **why);
+
+/* Routes (http_kv.c, http_status.c, http_operator.c, metrics.c). */
+void http_agent_metrics(struct http_req *r);
+void http_status_live(struct http_req *r);
+void http_status_ready(struct http_req *r);
 void http_op_join(struct http_req *r);
 void http_op_peer(struct http_req *r);
 void http_op_transfer(struct http_req *r);

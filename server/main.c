@@ -18,6 +18,7 @@
 #include "raft/cluster.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/metrics.h"
 #include "server/srv.h"
 
 #define MOD	 "main"
@@ -50,6 +51,7 @@ static void close_all(struct srv *s)
 	uv_close((uv_handle_t *)&s->prepare, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigterm, handle_close_cb);
 	uv_close((uv_handle_t *)&s->sigint, handle_close_cb);
+	uv_close((uv_handle_t *)&s->sighup, handle_close_cb);
 	uv_close((uv_handle_t *)&s->stop_timer, handle_close_cb);
 }
 
@@ -89,6 +91,34 @@ static void begin_stop(struct srv *s, int exit_code)
 	http_stop(s);
 	s->cluster = NULL; /* no request touches it from now on */
 	cluster_stop(c, cluster_stopped_cb, s);
+}
+
+/* SIGHUP: apply what can change without a restart (the log level and
+ * format), read again from flags, environment and config file. */
+static void sighup_cb(uv_signal_t *h, int signum)
+{
+	struct srv *s = h->data;
+	char errmsg[BCN_ERRMSG_LEN] = "";
+	enum bcn_log_level lvl;
+	struct config c;
+
+	(void)signum;
+	if (config_reload(&c, s->argc, s->argv, errmsg) != 0) {
+		bcn_warn(MOD, "SIGHUP: configuration not reloaded: %s", errmsg);
+	} else if (bcn_log_level_parse(c.log_level, &lvl) != 0 ||
+		   (strcmp(c.log_format, "text") != 0 &&
+		    strcmp(c.log_format, "json") != 0)) {
+		bcn_warn(MOD,
+			 "SIGHUP: bad log level '%s' or format '%s'; "
+			 "nothing changed",
+			 c.log_level, c.log_format);
+	} else {
+		bcn_log_min = lvl;
+		bcn_log_set_json(strcmp(c.log_format, "json") == 0);
+		bcn_info(MOD, "SIGHUP: reloaded: log level %s, format %s",
+			 c.log_level, c.log_format);
+	}
+	config_close(&c);
 }
 
 static void signal_cb(uv_signal_t *h, int signum)
@@ -192,9 +222,19 @@ int main(int argc, char **argv)
 	s.sigterm.data = s.sigint.data = &s;
 	uv_signal_start(&s.sigterm, signal_cb, SIGTERM);
 	uv_signal_start(&s.sigint, signal_cb, SIGINT);
+	uv_signal_init(&loop, &s.sighup);
+	s.sighup.data = &s;
+	uv_signal_start(&s.sighup, sighup_cb, SIGHUP);
+	s.argc = argc;
+	s.argv = argv;
 
-	rc = http_start(&s, cfg.http_addr, (unsigned)cfg.http_max_conns,
-			(unsigned)(cfg.http_idle_timeout / 1000), errmsg);
+	rc = metrics_init(&s);
+	if (rc != 0)
+		bcn_errf(errmsg, "out of memory");
+	else
+		rc = http_start(&s, cfg.http_addr, (unsigned)cfg.http_max_conns,
+				(unsigned)(cfg.http_idle_timeout / 1000),
+				errmsg);
 	if (rc != 0) {
 		fprintf(stderr, "beacond: %s\n", errmsg);
 		begin_stop(&s, 1);
@@ -202,6 +242,7 @@ int main(int argc, char **argv)
 	if (!s.stopping)
 		members_start(&s);
 	uv_run(&loop, UV_RUN_DEFAULT);
+	metrics_close(&s);
 	rc = s.exit_code;
 out_loop:
 	if (uv_loop_close(&loop) != 0) {

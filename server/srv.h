@@ -12,6 +12,7 @@ struct MHD_Daemon;
 struct cluster;
 struct http_req;
 struct fwd;
+struct metrics;
 struct fwd_sock;
 
 struct srv {
@@ -47,6 +48,11 @@ struct srv {
 	uv_timer_t members_timer;
 	struct member_probe probes[MEMBERS_MAX];
 	bool join_busy;
+
+	struct metrics *metrics;
+	uv_signal_t sighup;
+	int argc;
+	char **argv;
 
 	uv_prepare_t prepare;
 	uv_signal_t sigterm, sigint;
