@@ -145,7 +145,7 @@ check-deps:
 
 check-headers:
 	@set -e; for h in $$(find common server raft kv -name '*.h'); do \
-	  echo "#include \"$$h\"" | $(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(WARN) -x c -fsyntax-only - ; done
+	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS)) $(PKG_CFLAGS) $(WARN) -x c -fsyntax-only - ; done
 
 test check: deps format-check check-deps check-headers unit fuzz-replay integration
 	@echo "make test: all suites passed"
@@ -160,3 +160,30 @@ clean:
 
 # Keep intermediate objects (test and fuzz .o files) between runs.
 .SECONDARY:
+
+# ---- install: make install [PREFIX=/usr/local] [DESTDIR=staging dir] ---------
+# beacond, its systemd units (their paths follow PREFIX), the backup script,
+# the environment example and the beacond(8) page made from `beacond --help`.
+PREFIX ?= /usr/local
+INST   := $(B)/install
+
+install: all
+	@mkdir -p $(INST)
+	sh deploy/make-man.sh $(B)/beacond > $(INST)/beacond.8
+	sed 's|^ExecStart=/usr/local/|ExecStart=$(PREFIX)/|' \
+	    deploy/systemd/beacond.service > $(INST)/beacond.service
+	sed 's|^ExecStart=/usr/local/|ExecStart=$(PREFIX)/|' \
+	    deploy/systemd/beacon-backup.service > $(INST)/beacon-backup.service
+	install -D -m 0755 $(B)/beacond $(DESTDIR)$(PREFIX)/bin/beacond
+	install -D -m 0644 $(INST)/beacond.service \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/beacond.service
+	install -D -m 0644 $(INST)/beacon-backup.service \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/beacon-backup.service
+	install -D -m 0644 deploy/systemd/beacon-backup.timer \
+	    $(DESTDIR)$(PREFIX)/lib/systemd/system/beacon-backup.timer
+	install -D -m 0755 deploy/systemd/beacon-backup.sh \
+	    $(DESTDIR)$(PREFIX)/libexec/beacon/beacon-backup
+	install -D -m 0644 deploy/systemd/beacond.env.example \
+	    $(DESTDIR)$(PREFIX)/share/doc/beacon/beacond.env.example
+	install -D -m 0644 $(INST)/beacond.8 \
+	    $(DESTDIR)$(PREFIX)/share/man/man8/beacond.8

@@ -11,7 +11,7 @@ PKGS=(
 	build-essential pkg-config clang llvm libclang-rt-14-dev clang-format
 	libuv1-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev check
 	libcurl4-openssl-dev libsodium-dev libxxhash-dev
-	curl python3 python3-consul python3-requests python3-pytest dnsutils wrk
+	curl python3 python3-consul python3-requests python3-pytest python3-yaml dnsutils wrk
 )
 RAFT_MIN=0.17.1
 
