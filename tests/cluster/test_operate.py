@@ -103,6 +103,13 @@ def test_prometheus_parser_rejects_bad_input():
 # ---- metrics on one node ----------------------------------------------------
 
 
+def wait_serving(node):
+    """The node fixture is ready once a leader is named; the leader serves
+    a few ms later, after an entry of its own term applied."""
+    wait_until(lambda: node.get("/v1/status/ready").status_code == 200, 10,
+               "%s to report ready" % node.name)
+
+
 def scrape(node):
     r = node.get("/v1/agent/metrics?format=prometheus")
     assert r.status_code == 200, (r.status_code, r.content[:200])
@@ -111,6 +118,7 @@ def scrape(node):
 
 
 def test_prometheus_metrics_parse_and_move_with_traffic(node):
+    wait_serving(node)
     before = scrape(node)
     assert value(before, "beacon_raft_state", state="leader") == 1
     assert value(before, "beacon_ready") == 1
@@ -143,6 +151,7 @@ def test_prometheus_metrics_parse_and_move_with_traffic(node):
 
 
 def test_metrics_json_and_bad_format(node):
+    wait_serving(node)
     r = node.get("/v1/agent/metrics")
     assert r.status_code == 200
     assert r.headers["Content-Type"] == "application/json"
@@ -180,6 +189,7 @@ def test_blocking_queries_are_counted(node):
 
 
 def test_live_and_ready_single_node(node):
+    wait_serving(node)
     r = node.get("/v1/status/live")
     assert r.status_code == 200 and r.content == b"true"
     r = node.get("/v1/status/ready")
