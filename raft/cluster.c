@@ -1164,6 +1164,17 @@ static int change_err(int rv)
 	}
 }
 
+/* Start @ch afresh for a change of server @id; @cb fires at its end. */
+static void change_init(struct cluster_change *ch, struct cluster *c,
+			cluster_change_cb cb, uint64_t id)
+{
+	memset(ch->errmsg, 0, sizeof ch->errmsg);
+	memset(ch->raft_req, 0, sizeof ch->raft_req);
+	ch->c = c;
+	ch->cb = cb;
+	ch->id = id;
+}
+
 static void change_done(struct cluster_change *ch, int status)
 {
 	ch->cb(ch, status);
@@ -1275,10 +1286,7 @@ int cluster_join(struct cluster *c, const char *name, const char *raft_addr,
 
 	if (!cluster_serving(c))
 		return BCN_ENOTLEADER;
-	memset(ch->errmsg, 0, sizeof ch->errmsg);
-	ch->c = c;
-	ch->cb = cb;
-	ch->id = cluster_node_id(name);
+	change_init(ch, c, cb, cluster_node_id(name));
 	snprintf(ch->name, sizeof ch->name, "%s", name);
 	snprintf(ch->raft_addr, sizeof ch->raft_addr, "%s", raft_addr);
 	snprintf(ch->http_addr, sizeof ch->http_addr, "%s", http_addr);
@@ -1329,11 +1337,7 @@ int cluster_remove(struct cluster *c, uint64_t id, struct cluster_change *ch,
 		return BCN_ENOTLEADER;
 	if (config_find(c, id) == NULL)
 		return BCN_ENOTFOUND;
-	memset(ch->errmsg, 0, sizeof ch->errmsg);
-	ch->c = c;
-	ch->cb = cb;
-	ch->id = id;
-	memset(rc, 0, sizeof *rc);
+	change_init(ch, c, cb, id);
 	rc->data = ch;
 	rv = raft_remove(&c->raft, rc, id, remove_cb);
 	if (rv != 0) {
@@ -1367,11 +1371,7 @@ int cluster_transfer(struct cluster *c, uint64_t id, struct cluster_change *ch,
 
 	if (!cluster_is_leader(c))
 		return BCN_ENOTLEADER;
-	memset(ch->errmsg, 0, sizeof ch->errmsg);
-	ch->c = c;
-	ch->cb = cb;
-	ch->id = id;
-	memset(t, 0, sizeof *t);
+	change_init(ch, c, cb, id);
 	t->data = ch;
 	rv = raft_transfer(&c->raft, t, id, transfer_cb);
 	if (rv != 0) {

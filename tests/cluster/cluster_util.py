@@ -716,3 +716,15 @@ def pytest_runtest_makereport(item, call):
                 report.sections.append(
                     ("beacond %s log (%s)" % (s.name, report.when),
                      s.log_tail()))
+
+
+@pytest.fixture
+def cluster_factory(tmp_path):
+    """cluster_factory(n, ...) -> a started Cluster; all torn down after the
+    test (servers stopped by PID, exit status and sanitizer reports
+    checked)."""
+    factory = ClusterFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.teardown()

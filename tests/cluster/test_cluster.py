@@ -18,7 +18,7 @@ import requests
 
 pytest.register_assert_rewrite("cluster_util")
 from cluster_util import (  # noqa: E402
-    ClusterFactory, decode_value, kv_path, new_session, wait_until)
+    decode_value, kv_path, new_session, wait_until)
 
 pytest_plugins = ["cluster_util"]
 
@@ -32,14 +32,6 @@ KILL_AFTER_ACKS = 60         # ...acknowledged writes before the leader dies
 UNKNOWN_OUTCOME = b"Unknown outcome"
 NO_LEADER = b"No cluster leader"
 
-
-@pytest.fixture
-def cluster_factory(tmp_path):
-    factory = ClusterFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.teardown()
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ import time
 import pytest
 
 pytest.register_assert_rewrite("cluster_util")
-from cluster_util import ClusterFactory, wait_until  # noqa: E402
+from cluster_util import wait_until  # noqa: E402
 
 pytest_plugins = ["cluster_util"]
 
@@ -236,14 +236,6 @@ def test_sighup_reloads_log_level_from_config_file(node_factory, tmp_path):
 
 # ---- readiness across quorum loss --------------------------------------------
 
-
-@pytest.fixture
-def cluster_factory(tmp_path):
-    factory = ClusterFactory(tmp_path)
-    try:
-        yield factory
-    finally:
-        factory.teardown()
 
 
 def ready(srv):
