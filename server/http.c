@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <unistd.h>
 
 #include "common/alloc.h"
@@ -752,6 +753,44 @@ static void allow_list(unsigned methods, char *out, size_t cap)
 					      names[i].name);
 }
 
+/* Framing headers, checked before anything else: a message whose length
+ * could be read two ways (two Content-Lengths, a NUL inside one, both
+ * Content-Length and Transfer-Encoding) is how requests get smuggled past
+ * a proxy, so it is refused and the connection closed (RFC 9112 §6.3). */
+struct framing {
+	unsigned n_length, n_te;
+	bool bad_length, bad_te;
+};
+
+static enum MHD_Result framing_header(void *cls, enum MHD_ValueKind kind,
+				      const char *key, size_t key_size,
+				      const char *value, size_t value_size)
+{
+	struct framing *f = cls;
+
+	(void)kind;
+	if (key_size == 14 && strncasecmp(key, "Content-Length", 14) == 0) {
+		f->n_length++;
+		if (value == NULL || value_size == 0 ||
+		    strlen(value) != value_size ||
+		    strspn(value, "0123456789") != value_size)
+			f->bad_length = true;
+	} else if (key_size == 17 &&
+		   strncasecmp(key, "Transfer-Encoding", 17) == 0) {
+		f->n_te++;
+		if (value == NULL || strcasecmp(value, "chunked") != 0)
+			f->bad_te = true;
+	}
+	return MHD_YES;
+}
+
+/* Reply @status with @msg and close the connection afterwards. */
+static void refuse_framing(struct http_req *r, unsigned status, const char *msg)
+{
+	http_reply_text(r, status, "%s", msg);
+	http_add_header(r, "Connection", "close");
+}
+
 /* Check the request line and headers. Returns the route, or NULL with a
  * reply set. */
 static const struct route *check_request(struct http_req *r)
@@ -760,6 +799,26 @@ static const struct route *check_request(struct http_req *r)
 	const char *why = NULL, *cl;
 	char allow[64];
 	uint64_t len = 0;
+	struct framing f = {0};
+
+	MHD_get_connection_values_n(r->conn, MHD_HEADER_KIND, framing_header,
+				    &f);
+	if (f.n_length > 1 || f.bad_length) {
+		refuse_framing(r, 400, "Invalid Content-Length");
+		return NULL;
+	}
+	if (f.n_te > 1 || f.bad_te) {
+		refuse_framing(r, 501,
+			       "Transfer-Encoding not supported: "
+			       "only chunked");
+		return NULL;
+	}
+	if (f.n_te > 0 && f.n_length > 0) {
+		refuse_framing(r, 400,
+			       "Both Content-Length and "
+			       "Transfer-Encoding");
+		return NULL;
+	}
 
 	if (http_uri_parse(r->raw_uri, &r->uri, &why) != 0) {
 		if (why == NULL)
@@ -968,7 +1027,9 @@ int http_start(struct srv *s, const char *addr, unsigned max_conns,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_CONNECTION_LIMIT, max_conns,
 	    MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s,
-	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024, MHD_OPTION_EXTERNAL_LOGGER,
+	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
+	    /* HTTP/1.1 without Host and spaces in the URL: 400 (as Consul) */
+	    MHD_OPTION_STRICT_FOR_CLIENT, (int)1, MHD_OPTION_EXTERNAL_LOGGER,
 	    mhd_log, NULL, MHD_OPTION_END);
 	if (s->mhd == NULL) {
 		bcn_errf(errmsg, "cannot listen on %s (address in use?)", addr);
