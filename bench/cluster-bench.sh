@@ -131,15 +131,7 @@ fi
 MEM_TEXT=$(printf '%s; ' "${MEM[@]}")
 MEM_TEXT=${MEM_TEXT%; }
 
-specs=()
-for w in "${WORKLOADS[@]}"; do
-	IFS=: read -r name label conns _ _ _ <<<"$w"
-	specs+=("$name:$label:$conns")
-done
-summary=$(python3 "$BENCH_DIR/lib/summarize.py" "$RAW" "${specs[@]}")
-ERRORS=$(sed -n 's/^ERRORS //p' <<<"$summary")
-OKWRITES=$(sed -n 's/^OKWRITES //p' <<<"$summary")
-TABLE=$(grep -v -E '^(ERRORS|OKWRITES) ' <<<"$summary")
+summarize_runs
 
 # Cross-check: the keys under bench/w/, through the leader (default
 # consistency), then on each server locally (?stale), until the followers

@@ -95,15 +95,7 @@ done
 VMRSS=$(proc_mem "$SERVER_PID" VmRSS)
 VMHWM=$(proc_mem "$SERVER_PID" VmHWM)
 
-specs=()
-for w in "${WORKLOADS[@]}"; do
-	IFS=: read -r name label conns _ _ <<<"$w"
-	specs+=("$name:$label:$conns")
-done
-summary=$(python3 "$BENCH_DIR/lib/summarize.py" "$RAW" "${specs[@]}")
-ERRORS=$(sed -n 's/^ERRORS //p' <<<"$summary")
-OKWRITES=$(sed -n 's/^OKWRITES //p' <<<"$summary")
-TABLE=$(grep -v -E '^(ERRORS|OKWRITES) ' <<<"$summary")
+summarize_runs
 
 # Cross-check: the keys the server holds under bench/w/.
 count_keys "$BASE/v1/kv/bench/w/?keys" "$RAW/written-keys.json"

@@ -187,3 +187,17 @@ host_info() {
 }
 
 wrk_version() { wrk -v 2>&1 | awk 'NR==1 {print $2}'; }
+
+# Summarise the wrk runs in $RAW for the workloads in WORKLOADS (entries
+# "name:label:conns:..."): sets TABLE, ERRORS and OKWRITES.
+summarize_runs() {
+	local w name label conns specs=() summary
+	for w in "${WORKLOADS[@]}"; do
+		IFS=: read -r name label conns _ <<<"$w"
+		specs+=("$name:$label:$conns")
+	done
+	summary=$(python3 "$BENCH_DIR/lib/summarize.py" "$RAW" "${specs[@]}")
+	ERRORS=$(sed -n 's/^ERRORS //p' <<<"$summary")
+	OKWRITES=$(sed -n 's/^OKWRITES //p' <<<"$summary")
+	TABLE=$(grep -v -E '^(ERRORS|OKWRITES) ' <<<"$summary")
+}

@@ -8,6 +8,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "tests/lib/fault_alloc.h"
+#include "tests/lib/unit_run.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -508,13 +509,5 @@ static Suite *buf_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	fault_alloc_install();
-	sr = srunner_create(buf_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(buf_suite());
 }

@@ -6,6 +6,7 @@
 
 #include "common/parse.h"
 #include "tests/lib/fault_alloc.h"
+#include "tests/lib/unit_run.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -559,13 +560,5 @@ static Suite *parse_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	fault_alloc_install();
-	sr = srunner_create(parse_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(parse_suite());
 }

@@ -6,6 +6,7 @@
 
 #include "server/uri.h"
 #include "tests/lib/fault_alloc.h"
+#include "tests/lib/unit_run.h"
 
 #define N_OF(a) (sizeof(a) / sizeof((a)[0]))
 
@@ -417,13 +418,5 @@ static Suite *uri_suite(void)
 
 int main(void)
 {
-	SRunner *sr;
-	int failed;
-
-	fault_alloc_install();
-	sr = srunner_create(uri_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed == 0 ? EXIT_SUCCESS : EXIT_FAILURE;
+	return unit_run(uri_suite());
 }
