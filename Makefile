@@ -21,9 +21,11 @@ SANFLAGS := -O1 -g -fno-omit-frame-pointer -fsanitize=address,undefined \
 	    -fno-sanitize-recover=undefined
 
 # Modules, each an archive; beacond, tests and fuzzers link the same ones.
-MODULES  := server raft kv common
+MODULES  := server dns raft health kv common
 LIBSRC_server := $(filter-out server/main.c,$(wildcard server/*.c))
 LIBSRC_raft   := $(wildcard raft/*.c)
+LIBSRC_health := $(wildcard health/*.c)
+LIBSRC_dns    := $(wildcard dns/*.c)
 LIBSRC_kv     := $(wildcard kv/*.c)
 LIBSRC_common := $(wildcard common/*.c)
 
@@ -144,7 +146,7 @@ check-deps:
 	 bad=$$(echo $$bad); if [ -n "$$bad" ]; then echo "check-deps: forbidden include in: $$bad"; exit 1; fi
 
 check-headers:
-	@set -e; for h in $$(find common server raft kv -name '*.h'); do \
+	@set -e; for h in $$(find common server raft kv health dns -name '*.h'); do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS)) $(PKG_CFLAGS) $(WARN) -x c -fsyntax-only - ; done
 
 test check: deps format-check check-deps check-headers unit fuzz-replay integration

@@ -75,6 +75,7 @@ struct cluster {
 	double snap_ms;
 	sqlite3 *db;
 	struct kv_store *kv;
+	struct cat_store *cat;
 	bool in_batch;
 	uint64_t last_index;	    /* last index applied to the FSM */
 	struct cluster_req pending; /* list head: proposals by index */
@@ -242,6 +243,7 @@ static int apply_restore(struct cluster *c, const struct cluster_cmd *cmd)
 		rc = load_image(c, (const uint8_t *)cmd->image + off, len);
 	if (rc == 0) {
 		kv_changes_mark_all(c->kv);
+		cat_changes_mark_all(c->cat);
 		bcn_info(MOD, "restored a backup of %zu bytes", len);
 	}
 	return rc;
@@ -276,6 +278,10 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		break;
 	case CMD_RESTORE:
 		rc = apply_restore(c, &cmd);
+		break;
+	case CMD_CATALOG:
+		rc = cat_apply(c->cat, cmd.cat_ops, cmd.n_cat_ops, index,
+			       req != NULL ? &req->cat : NULL);
 		break;
 	}
 	cluster_cmd_close(&cmd);
@@ -462,6 +468,7 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 			    ? raft_last_applied(&c->raft)
 			    : index;
 	kv_changes_mark_all(c->kv);
+	cat_changes_mark_all(c->cat);
 	bcn_info(MOD, "restored snapshot at index %llu (%zu bytes)",
 		 (unsigned long long)index, len);
 	raft_free(buf->base); /* ours on success */
@@ -510,7 +517,10 @@ static int open_db(struct cluster *c, const struct cluster_options *o,
 		bcn_errf(errmsg, "servers table: %s", sqlite3_errmsg(c->db));
 		return rc;
 	}
-	return kv_store_open(&c->kv, c->db, errmsg);
+	rc = kv_store_open(&c->kv, c->db, errmsg);
+	if (rc == 0)
+		rc = cat_store_open(&c->cat, c->db, errmsg);
+	return rc;
 }
 
 /* Parse "n1=addr,n2=addr" into @conf. */
@@ -721,6 +731,7 @@ err_transport:
 	raft_uv_tcp_close(&c->transport);
 err_db:
 	kv_store_close(c->kv);
+	cat_store_close(c->cat);
 	close_stmts(c);
 	sqlite3_close(c->db);
 err_free:
@@ -759,6 +770,7 @@ static void on_raft_closed(struct raft *r)
 	fire_reads(&c->reads_inflight, BCN_ESHUTDOWN);
 	fire_reads(&c->reads_waiting, BCN_ESHUTDOWN);
 	kv_store_close(c->kv);
+	cat_store_close(c->cat);
 	close_stmts(c);
 	sqlite3_close(c->db);
 	bcn_free(c);
@@ -928,6 +940,11 @@ struct kv_store *cluster_kv(struct cluster *c)
 	return c->kv;
 }
 
+struct cat_store *cluster_cat(struct cluster *c)
+{
+	return c->cat;
+}
+
 /* ---- proposals ----------------------------------------------------------- */
 
 static void apply_cb(struct raft_apply *a, int status, void *result)
@@ -971,6 +988,7 @@ static int propose(struct cluster *c, const struct bcn_buf *enc,
 	req->c = c;
 	req->cb = cb;
 	kv_result_init(&req->result);
+	memset(&req->cat, 0, sizeof req->cat);
 	rc = raft_apply(&c->raft, a, &buf, 1, apply_cb);
 	if (rc != 0) {
 		/* libraft 0.22.1 frees @buf itself when raft_apply() fails,
@@ -987,6 +1005,22 @@ static int propose(struct cluster *c, const struct bcn_buf *enc,
 	c->pending.prev->next = req;
 	c->pending.prev = req;
 	return 0;
+}
+
+int cluster_propose_cat(struct cluster *c, const struct cat_op *ops, size_t n,
+			struct cluster_req *req, cluster_req_cb cb)
+{
+	struct bcn_buf enc;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_catalog(ops, n, &enc);
+	if (rc == 0)
+		rc = propose(c, &enc, req, cb);
+	bcn_buf_close(&enc);
+	return rc;
 }
 
 int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "health/catalog.h"
 #include "kv/kv.h"
 
 struct uv_loop_s;
@@ -64,15 +65,14 @@ uint64_t cluster_applied_index(struct cluster *c);
 /* Copy the leader's HTTP address into @out. False if there is no known
  * leader or it has not recorded itself yet. */
 bool cluster_leader_http(struct cluster *c, char *out, size_t cap);
-/* Copy the leader's HTTP address into @out. False if there is no known
- * leader or it has not recorded itself yet. */
-bool cluster_leader_http(struct cluster *c, char *out, size_t cap);
 const char *cluster_raft_addr(struct cluster *c);
 /* Voters' raft addresses; returns the count written (at most @cap). */
 size_t cluster_voters(struct cluster *c, const char **addrs, size_t cap);
 
 /* The KV state (for reads; writes go through cluster_propose_kv()). */
 struct kv_store *cluster_kv(struct cluster *c);
+/* The catalog (for reads; writes go through cluster_propose_cat()). */
+struct cat_store *cluster_cat(struct cluster *c);
 
 /* A proposal. The caller embeds it and keeps it alive until @cb fires. */
 struct cluster_req;
@@ -81,6 +81,7 @@ struct cluster_req {
 	void *data;		 /* caller's */
 	cluster_req_cb cb;	 /* status 0: committed, @result valid */
 	struct kv_result result; /* owned; kv_result_close() after @cb */
+	struct cat_result cat;	 /* outcome of a catalog proposal */
 	uint64_t index;		 /* log index of the entry */
 	uint64_t start_ns;	 /* uv_hrtime() at the proposal */
 	/* private */
@@ -96,6 +97,12 @@ struct cluster_req {
 int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
 		       struct cluster_req *req,
 		       cluster_req_cb cb) BCN_MUST_CHECK;
+
+/* Propose catalog @ops (copied) as one all-or-nothing command; as
+ * cluster_propose_kv(), the outcome in @req->cat. */
+int cluster_propose_cat(struct cluster *c, const struct cat_op *ops, size_t n,
+			struct cluster_req *req,
+			cluster_req_cb cb) BCN_MUST_CHECK;
 
 /* A consistent read: @cb fires with 0 once a barrier entry appended after
  * this call has committed in this leader's term (so this server led the

@@ -68,6 +68,29 @@ int cluster_cmd_encode_server(const char *name, const char *raft_addr,
 	return pad(out);
 }
 
+int cluster_cmd_encode_catalog(const struct cat_op *ops, size_t n,
+			       struct bcn_buf *out)
+{
+	if (n == 0 || n > CAT_MAX_OPS)
+		return BCN_EINVAL;
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_CATALOG);
+	bcn_buf_put_u32(out, (uint32_t)n);
+	for (size_t i = 0; i < n; i++) {
+		struct bcn_buf one;
+		int rc;
+
+		bcn_buf_init(&one);
+		rc = cat_op_encode(&ops[i], &one);
+		if (rc == 0)
+			bcn_buf_put_blob(out, one.data, one.len);
+		bcn_buf_close(&one);
+		if (rc != 0)
+			return rc;
+	}
+	return pad(out);
+}
+
 /* Copy a blob into a NUL-terminated field of CLUSTER_MAX_NAME bytes. */
 static bool take_name(struct bcn_cursor *c, char *out)
 {
@@ -103,6 +126,22 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 		    !take_name(&c, out->server_raft) ||
 		    !take_name(&c, out->server_http))
 			goto corrupt;
+		break;
+	case CMD_CATALOG:
+		n = bcn_cursor_u32(&c);
+		if (c.err || n == 0 || n > CAT_MAX_OPS)
+			return BCN_ECORRUPT;
+		out->cat_ops = bcn_calloc(n, sizeof *out->cat_ops);
+		if (out->cat_ops == NULL)
+			return BCN_ENOMEM;
+		out->n_cat_ops = n;
+		for (uint32_t i = 0; i < n; i++) {
+			size_t olen;
+			const void *op = bcn_cursor_blob(&c, &olen);
+			if (c.err ||
+			    cat_op_decode(op, olen, &out->cat_ops[i]) != 0)
+				goto corrupt;
+		}
 		break;
 	case CMD_KV:
 		n = bcn_cursor_u32(&c);
@@ -152,5 +191,6 @@ corrupt:
 void cluster_cmd_close(struct cluster_cmd *c)
 {
 	bcn_free(c->ops);
+	bcn_free(c->cat_ops);
 	memset(c, 0, sizeof *c);
 }

@@ -7,6 +7,7 @@
  *   CMD_REAP: u64 before
  *   CMD_SERVER: blob name | blob raft address | blob HTTP address
  *   CMD_RESTORE: blob snapshot (header and image, cluster_snapshot_verify)
+ *   CMD_CATALOG: u32 n | n × blob op (health/catalog.h: cat_op_encode)
  * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
  * so that decoding points into the log buffer without copying. The whole
  * is zero-padded to a multiple of 8 bytes, as libraft's disk format needs. */
@@ -17,6 +18,7 @@
 
 #include "common/buf.h"
 #include "common/err.h"
+#include "health/catalog.h"
 #include "kv/kv.h"
 
 #define CLUSTER_CODEC_VERSION 1
@@ -25,7 +27,8 @@ enum cluster_cmd_type {
 	CMD_KV = 1,
 	CMD_REAP = 2,
 	CMD_SERVER = 3,
-	CMD_RESTORE = 4
+	CMD_RESTORE = 4,
+	CMD_CATALOG = 5
 };
 
 #define CLUSTER_MAX_NAME 256
@@ -43,6 +46,9 @@ struct cluster_cmd {
 	/* CMD_RESTORE: points into the decoded buffer */
 	const void *image;
 	size_t image_len;
+	/* CMD_CATALOG: bcn_malloc'd array pointing into the decoded buffer */
+	struct cat_op *cat_ops;
+	size_t n_cat_ops;
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
@@ -58,6 +64,11 @@ int cluster_cmd_encode_restore(const void *snap, size_t len,
 int cluster_cmd_encode_server(const char *name, const char *raft_addr,
 			      const char *http_addr,
 			      struct bcn_buf *out) BCN_MUST_CHECK;
+
+/* Append the encoding of catalog @ops: BCN_EINVAL if @n is 0 or above
+ * CAT_MAX_OPS. */
+int cluster_cmd_encode_catalog(const struct cat_op *ops, size_t n,
+			       struct bcn_buf *out) BCN_MUST_CHECK;
 
 /* Decode @buf[0..len) (borrowed: @out points into it, so it must outlive
  * @out). Returns 0, BCN_ENOMEM, or BCN_ECORRUPT for anything malformed:

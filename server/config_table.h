@@ -35,6 +35,9 @@
 	  "log entries kept after a snapshot")                                \
 	X(tombstone_ttl, DUR, "15m", 0, 604800000,                            \
 	  "keep KV tombstones (for blocking-query indexes) this long")        \
+	X(check_output_interval, DUR, "30s", 0, 86400000,                     \
+	  "write a check's output at most this often when only the output "   \
+	  "changed")                                                          \
 	X(cache_kib, UINT, "8192", 256, 16777216,                             \
 	  "SQLite page cache of the state, in KiB")                           \
 	X(http_max_conns, UINT, "4096", 16, 1000000,                          \

@@ -7,6 +7,7 @@
 #include <strings.h>
 
 #include "common/alloc.h"
+#include "common/curl_io.h"
 #include "common/log.h"
 #include "server/http.h"
 #include "server/srv.h"
@@ -15,10 +16,12 @@
 #define FWD_MAX_BODY (64u << 20)
 
 struct fwd {
+	struct srv *s;
 	struct http_req *r; /* NULL for an internal call */
 	fwd_done_cb done;   /* internal calls */
 	void *data;
 	CURL *easy;
+	struct bcn_curl_xfer xfer;
 	struct curl_slist *hdrs;
 	struct bcn_buf body;	/* the leader's answer */
 	struct bcn_buf headers; /* "name\0value\0" pairs to relay */
@@ -26,121 +29,11 @@ struct fwd {
 	struct fwd *prev, *next;
 };
 
-struct fwd_sock {
-	uv_poll_t poll;
-	curl_socket_t fd;
-	struct srv *s;
-	struct fwd_sock *prev, *next;
-};
-
-static void check_done(struct srv *s);
-
-static void sock_close_cb(uv_handle_t *h)
-{
-	bcn_free(h->data);
-}
-
-static void sock_drop(struct srv *s, struct fwd_sock *fs)
-{
-	if (fs->prev != NULL)
-		fs->prev->next = fs->next;
-	else
-		s->fwd_socks = fs->next;
-	if (fs->next != NULL)
-		fs->next->prev = fs->prev;
-	uv_poll_stop(&fs->poll);
-	uv_close((uv_handle_t *)&fs->poll, sock_close_cb);
-}
-
-static void poll_cb(uv_poll_t *p, int status, int events)
-{
-	struct fwd_sock *fs = p->data;
-	struct srv *s = fs->s;
-	int flags = 0, running;
-
-	if (status < 0)
-		flags = CURL_CSELECT_ERR;
-	if (events & UV_READABLE)
-		flags |= CURL_CSELECT_IN;
-	if (events & UV_WRITABLE)
-		flags |= CURL_CSELECT_OUT;
-	curl_multi_socket_action(s->curlm, fs->fd, flags, &running);
-	check_done(s);
-}
-
-static int sock_cb(CURL *e, curl_socket_t fd, int what, void *userp,
-		   void *socketp)
-{
-	struct srv *s = userp;
-	struct fwd_sock *fs = socketp;
-	int ev = 0;
-
-	(void)e;
-	if (what == CURL_POLL_REMOVE) {
-		if (fs != NULL) {
-			curl_multi_assign(s->curlm, fd, NULL);
-			sock_drop(s, fs);
-		}
-		return 0;
-	}
-	if (fs == NULL) {
-		fs = bcn_calloc(1, sizeof *fs);
-		if (fs == NULL)
-			return -1;
-		if (uv_poll_init_socket(s->loop, &fs->poll, fd) != 0) {
-			bcn_free(fs);
-			return -1;
-		}
-		fs->fd = fd;
-		fs->s = s;
-		fs->poll.data = fs;
-		fs->next = s->fwd_socks;
-		if (s->fwd_socks != NULL)
-			s->fwd_socks->prev = fs;
-		s->fwd_socks = fs;
-		curl_multi_assign(s->curlm, fd, fs);
-	}
-	if (what & CURL_POLL_IN)
-		ev |= UV_READABLE;
-	if (what & CURL_POLL_OUT)
-		ev |= UV_WRITABLE;
-	uv_poll_start(&fs->poll, ev, poll_cb);
-	return 0;
-}
-
-static void timeout_cb(uv_timer_t *t)
-{
-	struct srv *s = t->data;
-	int running;
-
-	curl_multi_socket_action(s->curlm, CURL_SOCKET_TIMEOUT, 0, &running);
-	check_done(s);
-}
-
-static int timer_cb(CURLM *m, long ms, void *userp)
-{
-	struct srv *s = userp;
-
-	(void)m;
-	if (ms < 0)
-		uv_timer_stop(&s->curl_timer);
-	else
-		uv_timer_start(&s->curl_timer, timeout_cb, (uint64_t)ms, 0);
-	return 0;
-}
-
 static int ensure_multi(struct srv *s)
 {
-	if (s->curlm != NULL)
+	if (s->curl != NULL)
 		return 0;
-	s->curlm = curl_multi_init();
-	if (s->curlm == NULL)
-		return BCN_ENOMEM;
-	curl_multi_setopt(s->curlm, CURLMOPT_SOCKETFUNCTION, sock_cb);
-	curl_multi_setopt(s->curlm, CURLMOPT_SOCKETDATA, s);
-	curl_multi_setopt(s->curlm, CURLMOPT_TIMERFUNCTION, timer_cb);
-	curl_multi_setopt(s->curlm, CURLMOPT_TIMERDATA, s);
-	return 0;
+	return bcn_curl_open(&s->curl, s->loop);
 }
 
 static size_t write_cb(char *p, size_t size, size_t n, void *data)
@@ -196,7 +89,7 @@ static void fwd_free(struct srv *s, struct fwd *f)
 		s->fwds = f->next;
 	if (f->next != NULL)
 		f->next->prev = f->prev;
-	curl_multi_remove_handle(s->curlm, f->easy);
+	bcn_curl_remove(&f->xfer);
 	curl_easy_cleanup(f->easy);
 	curl_slist_free_all(f->hdrs);
 	bcn_buf_close(&f->body);
@@ -266,18 +159,11 @@ static void finish(struct srv *s, struct fwd *f, CURLcode res)
 	fwd_free(s, f);
 }
 
-static void check_done(struct srv *s)
+static void done_cb(struct bcn_curl_xfer *x, CURLcode res)
 {
-	CURLMsg *m;
-	int left;
+	struct fwd *f = x->data;
 
-	while ((m = curl_multi_info_read(s->curlm, &left)) != NULL) {
-		struct fwd *f = NULL;
-		if (m->msg != CURLMSG_DONE)
-			continue;
-		curl_easy_getinfo(m->easy_handle, CURLINFO_PRIVATE, &f);
-		finish(s, f, m->data.result);
-	}
+	finish(f->s, f, res);
 }
 
 static bool add_header(struct fwd *f, const char *line)
@@ -311,7 +197,9 @@ void fwd_start(struct http_req *r)
 		http_reply_err(r, BCN_ENOMEM);
 		return;
 	}
+	f->s = s;
 	f->r = r;
+	f->xfer.data = f;
 	f->easy = curl_easy_init();
 	if (f->easy == NULL) {
 		bcn_free(f);
@@ -330,7 +218,6 @@ void fwd_start(struct http_req *r)
 		ok &= add_header(f, line);
 	}
 	curl_easy_setopt(f->easy, CURLOPT_URL, url);
-	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
 	curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->hdrs);
 	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
@@ -357,7 +244,7 @@ void fwd_start(struct http_req *r)
 		s->fwds->prev = f;
 	s->fwds = f;
 	r->fwd = f;
-	if (!ok || curl_multi_add_handle(s->curlm, f->easy) != CURLM_OK) {
+	if (!ok || bcn_curl_add(s->curl, &f->xfer, f->easy, done_cb) != 0) {
 		fwd_free(s, f);
 		http_reply_err(r, BCN_ENOMEM);
 	}
@@ -370,8 +257,10 @@ int fwd_call(struct srv *s, const char *url, const char *method,
 
 	if (ensure_multi(s) != 0 || (f = bcn_calloc(1, sizeof *f)) == NULL)
 		return BCN_ENOMEM;
+	f->s = s;
 	f->done = done;
 	f->data = data;
+	f->xfer.data = f;
 	f->easy = curl_easy_init();
 	if (f->easy == NULL || !add_header(f, "Expect:") ||
 	    !add_header(f, "Content-Type: application/json")) {
@@ -382,7 +271,6 @@ int fwd_call(struct srv *s, const char *url, const char *method,
 		return BCN_ENOMEM;
 	}
 	curl_easy_setopt(f->easy, CURLOPT_URL, url);
-	curl_easy_setopt(f->easy, CURLOPT_PRIVATE, f);
 	curl_easy_setopt(f->easy, CURLOPT_HTTPHEADER, f->hdrs);
 	curl_easy_setopt(f->easy, CURLOPT_WRITEFUNCTION, write_cb);
 	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
@@ -399,7 +287,7 @@ int fwd_call(struct srv *s, const char *url, const char *method,
 	if (s->fwds != NULL)
 		s->fwds->prev = f;
 	s->fwds = f;
-	if (curl_multi_add_handle(s->curlm, f->easy) != CURLM_OK) {
+	if (bcn_curl_add(s->curl, &f->xfer, f->easy, done_cb) != 0) {
 		fwd_free(s, f);
 		return BCN_ENOMEM;
 	}
@@ -422,11 +310,8 @@ void fwd_close(struct srv *s)
 			f->done(s, f->data, 0, "");
 		fwd_free(s, f);
 	}
-	if (s->curlm != NULL) {
-		curl_multi_cleanup(s->curlm);
-		s->curlm = NULL;
+	if (s->curl != NULL) {
+		bcn_curl_close(s->curl, NULL, NULL);
+		s->curl = NULL;
 	}
-	while (s->fwd_socks != NULL)
-		sock_drop(s, s->fwd_socks);
-	uv_timer_stop(&s->curl_timer);
 }

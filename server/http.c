@@ -18,6 +18,8 @@
 #include "server/forward.h"
 #include "server/metrics.h"
 #include "server/srv.h"
+#include "server/upkeep.h"
+#include "health/checks.h"
 
 #define MOD		   "http"
 #define WAIT_DEFAULT_MS	   (5 * 60 * 1000ULL)
@@ -47,6 +49,14 @@ static const struct route routes[] = {
      http_op_transfer},
     {"/v1/agent/self", false, HTTP_GET, 0, http_agent_self},
     {"/v1/agent/members", false, HTTP_GET, 0, http_agent_members},
+    {"/v1/agent/services", false, HTTP_GET, 0, http_agent_services},
+    {"/v1/agent/service/", true, HTTP_GET | HTTP_PUT, 0, http_agent_service},
+    {"/v1/agent/checks", false, HTTP_GET, 0, http_agent_checks},
+    {"/v1/agent/check/", true, HTTP_GET | HTTP_PUT, 0, http_agent_check},
+    {"/v1/agent/maintenance", false, HTTP_PUT, 0, http_agent_maintenance},
+    {"/v1/agent/health/service/", true, HTTP_GET, 0, http_agent_health},
+    {"/v1/catalog/", true, HTTP_GET | HTTP_PUT, 0, http_catalog},
+    {"/v1/health/", true, HTTP_GET, 0, http_health},
     {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot},
     {"/v1/agent/metrics", false, HTTP_GET, 0, http_agent_metrics},
     {"/v1/status/live", false, HTTP_GET, 0, http_status_live},
@@ -425,9 +435,24 @@ static void watch_remove(struct http_req *r)
 }
 
 static void read_attempt(struct http_req *r);
+static bool watch_add(struct http_req *r, uint64_t index, const char *key,
+		      bool exact);
 
 bool http_block_kv(struct http_req *r, uint64_t index, const char *key,
 		   bool exact)
+{
+	r->watch_cat = false;
+	return watch_add(r, index, key, exact);
+}
+
+bool http_block_cat(struct http_req *r, uint64_t index, const char *topic)
+{
+	r->watch_cat = true;
+	return watch_add(r, index, topic, true);
+}
+
+static bool watch_add(struct http_req *r, uint64_t index, const char *key,
+		      bool exact)
 {
 	struct srv *s = r->srv;
 
@@ -692,6 +717,21 @@ void http_restore(struct http_req *r,
 	r->proposing = true;
 }
 
+void http_propose_cat(struct http_req *r, const struct cat_op *ops, size_t n,
+		      void (*done)(struct http_req *r, int status))
+{
+	int rc;
+
+	r->write_done = done;
+	r->creq.data = r;
+	rc = cluster_propose_cat(r->srv->cluster, ops, n, &r->creq, propose_cb);
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return;
+	}
+	r->proposing = true;
+}
+
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
 		  void (*done)(struct http_req *r, int status))
 {
@@ -734,6 +774,18 @@ static enum http_method parse_method(const char *m)
 	if (strcmp(m, "OPTIONS") == 0)
 		return HTTP_OPTIONS;
 	return HTTP_OTHER;
+}
+
+static void allow_list(unsigned methods, char *out, size_t cap);
+
+void http_method_not_allowed(struct http_req *r, unsigned methods)
+{
+	char allow[64];
+
+	allow_list(methods, allow, sizeof allow);
+	http_reply_text(r, 405, "method %s not allowed", r->method_str);
+	if (r->resp != NULL)
+		MHD_add_response_header(r->resp, "Allow", allow);
 }
 
 static void allow_list(unsigned methods, char *out, size_t cap)
@@ -841,9 +893,7 @@ static const struct route *check_request(struct http_req *r)
 		return NULL;
 	}
 	if (!(rt->methods & r->method)) {
-		http_reply_text(r, 405, "method %s not allowed", r->method_str);
-		if (r->resp != NULL)
-			MHD_add_response_header(r->resp, "Allow", allow);
+		http_method_not_allowed(r, rt->methods);
 		return NULL;
 	}
 	r->body_limit =
@@ -1090,15 +1140,23 @@ void http_close(struct srv *s)
 void http_tick(struct srv *s)
 {
 	struct kv_changes ch;
+	struct cat_changes cc;
 
+	upkeep_turn(s);
 	if (s->cluster != NULL) {
 		kv_changes_take(cluster_kv(s->cluster), &ch);
-		if ((ch.n > 0 || ch.all) && s->watch_head != NULL) {
+		cat_changes_take(cluster_cat(s->cluster), &cc);
+		if (s->checks != NULL && (cc.n_checks > 0 || cc.all))
+			checks_changed(s->checks, &cc);
+		if ((ch.n > 0 || ch.all || cc.n > 0 || cc.all) &&
+		    s->watch_head != NULL) {
 			struct http_req *r = s->watch_head, *next;
 			for (; r != NULL; r = next) {
 				next = r->wnext;
-				if (!kv_changes_match(&ch, r->watch_key,
-						      r->watch_exact))
+				if (r->watch_cat
+					? !cat_changes_match(&cc, r->watch_key)
+					: !kv_changes_match(&ch, r->watch_key,
+							    r->watch_exact))
 					continue;
 				watch_remove(r);
 				read_attempt(r);

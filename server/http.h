@@ -62,6 +62,7 @@ struct http_req {
 	void (*write_done)(struct http_req *r, int status);
 	char *watch_key; /* kv key or prefix being watched */
 	bool watch_exact;
+	bool watch_cat; /* @watch_key is a catalog topic */
 	bool watching;
 	size_t heap_pos;
 	struct http_req *wprev, *wnext;
@@ -141,11 +142,19 @@ void http_read(struct http_req *r, http_fn fn);
 bool http_block_kv(struct http_req *r, uint64_t index, const char *key,
 		   bool exact);
 
+/* The same for a catalog topic (health/catalog.h). */
+bool http_block_cat(struct http_req *r, uint64_t index, const char *topic);
+
 /* Begin a write: checks ?dc and leadership. On false a reply is set. */
 bool http_write_ok(struct http_req *r);
 /* Propose @ops; @done runs with the outcome (not if the client went away). */
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
 		  void (*done)(struct http_req *r, int status));
+
+void http_propose_cat(struct http_req *r, const struct cat_op *ops, size_t n,
+		      void (*done)(struct http_req *r, int status));
+/* Reply 405 with the Allow header for @methods. */
+void http_method_not_allowed(struct http_req *r, unsigned methods);
 
 /* A forward of @r never reached the leader (nothing was sent): wait for a
  * leader again, within --leader-wait. */
@@ -179,3 +188,12 @@ void http_kv(struct http_req *r);
 void http_txn(struct http_req *r);
 void http_status_leader(struct http_req *r);
 void http_status_peers(struct http_req *r);
+/* http_catalog.c: /v1/agent (services, checks), /v1/catalog, /v1/health */
+void http_agent_services(struct http_req *r);
+void http_agent_service(struct http_req *r);
+void http_agent_checks(struct http_req *r);
+void http_agent_check(struct http_req *r);
+void http_agent_maintenance(struct http_req *r);
+void http_agent_health(struct http_req *r);
+void http_catalog(struct http_req *r);
+void http_health(struct http_req *r);

@@ -20,6 +20,7 @@
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/srv.h"
+#include "server/upkeep.h"
 
 #define MOD	 "main"
 #define DRAIN_MS 2000
@@ -45,7 +46,6 @@ static void close_all(struct srv *s)
 		uv_close((uv_handle_t *)&s->mhd_poll, handle_close_cb);
 	uv_close((uv_handle_t *)&s->mhd_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->watch_timer, handle_close_cb);
-	uv_close((uv_handle_t *)&s->curl_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->hold_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->members_timer, handle_close_cb);
 	uv_close((uv_handle_t *)&s->prepare, handle_close_cb);
@@ -87,6 +87,7 @@ static void begin_stop(struct srv *s, int exit_code)
 	s->stopping = true;
 	s->exit_code = exit_code;
 	members_stop(s);
+	upkeep_stop(s);
 	http_quiesce(s);
 	http_stop(s);
 	s->cluster = NULL; /* no request touches it from now on */
@@ -211,8 +212,6 @@ int main(int argc, char **argv)
 	s.mhd_timer.data = &s;
 	uv_timer_init(&loop, &s.watch_timer);
 	s.watch_timer.data = &s;
-	uv_timer_init(&loop, &s.curl_timer);
-	s.curl_timer.data = &s;
 	uv_timer_init(&loop, &s.hold_timer);
 	s.hold_timer.data = &s;
 	uv_timer_init(&loop, &s.members_timer);
@@ -229,6 +228,8 @@ int main(int argc, char **argv)
 	s.argv = argv;
 
 	rc = metrics_init(&s);
+	if (rc == 0)
+		rc = upkeep_start(&s);
 	if (rc != 0)
 		bcn_errf(errmsg, "out of memory");
 	else

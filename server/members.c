@@ -7,6 +7,7 @@
 #include "raft/cluster.h"
 #include "server/forward.h"
 #include "server/srv.h"
+#include "server/upkeep.h"
 
 #define MOD		"members"
 #define TICK_MS		1000
@@ -85,9 +86,10 @@ static void tick_cb(uv_timer_t *t)
 
 	if (s->cluster == NULL || s->stopping)
 		return;
-	if (cluster_is_leader(s->cluster))
+	if (cluster_is_leader(s->cluster)) {
 		cluster_record_self(s->cluster);
-	else
+		upkeep_servers(s);
+	} else
 		ask_to_join(s);
 	n = cluster_servers(s->cluster, servers, MEMBERS_MAX);
 	for (size_t i = 0; i < n; i++) {

@@ -8,6 +8,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "server/http.h"
+#include "health/checks.h"
 #include "server/srv.h"
 
 #define MAX_STATUS 600
@@ -81,6 +82,8 @@ static uint64_t rss_bytes(void)
 struct snapshot {
 	struct cluster_stats cs;
 	uint64_t kv_keys, kv_bytes, rss, blocking, held;
+	uint64_t nodes, services, checks;
+	struct checks_stats ck;
 	bool ready;
 };
 
@@ -90,6 +93,11 @@ static void gather(struct srv *s, struct snapshot *g)
 	cluster_get_stats(s->cluster, &g->cs);
 	if (kv_stats(cluster_kv(s->cluster), &g->kv_keys, &g->kv_bytes) != 0)
 		g->kv_keys = g->kv_bytes = 0;
+	if (cat_stats(cluster_cat(s->cluster), &g->nodes, &g->services,
+		      &g->checks) != 0)
+		g->nodes = g->services = g->checks = 0;
+	if (s->checks != NULL)
+		checks_get_stats(s->checks, &g->ck);
 	g->rss = rss_bytes();
 	g->blocking = s->heap_n;
 	for (struct http_req *r = s->held_head; r != NULL; r = r->hnext)
@@ -188,6 +196,26 @@ static void prometheus(struct srv *s, struct bcn_buf *b)
 		   (double)g.kv_keys);
 	prom_gauge(b, "beacon_kv_bytes", "bytes of KV values",
 		   (double)g.kv_bytes);
+	prom_gauge(b, "beacon_catalog_nodes", "nodes in the catalog",
+		   (double)g.nodes);
+	prom_gauge(b, "beacon_catalog_services",
+		   "service instances in the catalog", (double)g.services);
+	prom_gauge(b, "beacon_catalog_checks", "health checks in the catalog",
+		   (double)g.checks);
+	prom_gauge(b, "beacon_checks_running",
+		   "checks run by this server (the leader)",
+		   (double)g.ck.checks);
+	prom_counter(b, "beacon_checks_heartbeats_total",
+		     "TTL heartbeats received by this leader", g.ck.beats);
+	prom_counter(b, "beacon_checks_writes_total",
+		     "check status or output changes written", g.ck.writes);
+	prom_counter(b, "beacon_checks_ttl_expired_total",
+		     "TTL checks that ran out", g.ck.ttl_expired);
+	prom_counter(b, "beacon_checks_probes_total",
+		     "HTTP and TCP probes completed", g.ck.probes);
+	prom_counter(b, "beacon_checks_deregistered_total",
+		     "services removed after DeregisterCriticalServiceAfter",
+		     g.ck.deregistered);
 	prom_gauge(b, "beacon_http_blocking_queries",
 		   "blocking queries waiting for a change", (double)g.blocking);
 	prom_gauge(b, "beacon_http_waiting_for_leader",
@@ -273,6 +301,12 @@ static void json(struct srv *s, struct bcn_buf *b)
 	json_gauge(b, &first, "beacon.snapshot.last_ms", g.cs.snapshot_last_ms);
 	json_gauge(b, &first, "beacon.kv.keys", (double)g.kv_keys);
 	json_gauge(b, &first, "beacon.kv.bytes", (double)g.kv_bytes);
+	json_gauge(b, &first, "beacon.catalog.nodes", (double)g.nodes);
+	json_gauge(b, &first, "beacon.catalog.services", (double)g.services);
+	json_gauge(b, &first, "beacon.catalog.checks", (double)g.checks);
+	json_gauge(b, &first, "beacon.checks.running", (double)g.ck.checks);
+	json_gauge(b, &first, "beacon.checks.heartbeats", (double)g.ck.beats);
+	json_gauge(b, &first, "beacon.checks.writes", (double)g.ck.writes);
 	json_gauge(b, &first, "beacon.http.blocking_queries",
 		   (double)g.blocking);
 	json_gauge(b, &first, "beacon.http.waiting_for_leader", (double)g.held);

@@ -13,7 +13,7 @@ struct cluster;
 struct http_req;
 struct fwd;
 struct metrics;
-struct fwd_sock;
+struct bcn_curl;
 
 struct srv {
 	uv_loop_t *loop;
@@ -38,16 +38,18 @@ struct srv {
 	struct http_req *held_head;
 	uv_timer_t hold_timer;
 
-	/* Forwarding to the leader (forward.c). */
-	void *curlm; /* CURLM */
+	/* Forwarding to the leader (forward.c): libcurl on the loop, opened
+	 * at the first forward, closed by fwd_close(). */
+	struct bcn_curl *curl;
 	struct fwd *fwds;
-	struct fwd_sock *fwd_socks;
-	uv_timer_t curl_timer;
 
 	/* Membership upkeep (members.c). */
 	uv_timer_t members_timer;
 	struct member_probe probes[MEMBERS_MAX];
 	bool join_busy;
+
+	struct checks *checks; /* the check runner (health/checks.h) */
+	uint64_t leader_since; /* uv_now() when this server began serving */
 
 	struct metrics *metrics;
 	uv_signal_t sighup;
