@@ -1025,7 +1025,10 @@ int cat_apply(struct cat_store *s, const struct cat_op *ops, size_t n,
 	if (rc == 0 && s->n_changed > changed_before)
 		rc = touch(s, 0, "");
 	if (rc == 0)
-		return step_done(s->st[ST_RELEASE]);
+		rc = step_done(s->st[ST_RELEASE]);
+	if (rc == 0)
+		return 0;
+	/* A failed op, or even a failed RELEASE (out of memory): undo. */
 	step_done(s->st[ST_ROLLBACK]);
 	step_done(s->st[ST_RELEASE]);
 	while (s->n_changed > changed_before)

@@ -15,29 +15,7 @@
 
 #include "common/alloc.h"
 #include "common/parse.h"
-
-enum {
-	ST_GET,
-	ST_TOMB_GET,
-	ST_PUT,
-	ST_DEL,
-	ST_TOMB_PUT,
-	ST_TOMB_DEL,
-	ST_SCAN,      /* key >= ?1 AND key < ?2 */
-	ST_SCAN_OPEN, /* key >= ?1: a prefix with no upper bound */
-	ST_MAX,
-	ST_MAX_OPEN,
-	ST_TMAX,
-	ST_TMAX_OPEN,
-	ST_REAP,
-	ST_STATS,
-	ST_META_GET,
-	ST_META_PUT,
-	ST_SAVEPOINT,
-	ST_RELEASE,
-	ST_ROLLBACK,
-	ST_NR
-};
+#include "kv/kv_int.h"
 
 #define ENTRY_COLS \
 	"key, value, flags, create_idx, modify_idx, lock_idx, session"
@@ -82,18 +60,6 @@ static const char schema[] =
     /* The KV table's index: the last index that changed any key. */
     "CREATE TABLE IF NOT EXISTS kv_meta("
     " id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL);";
-
-struct kv_store {
-	sqlite3 *db; /* borrowed */
-	sqlite3_stmt *st[ST_NR];
-	/* Keys changed since the last kv_changes_take(); bcn_malloc'd. */
-	char **changed;
-	size_t n_changed, cap_changed;
-	bool changed_all;
-	/* Handed out by the last kv_changes_take(); freed at the next one. */
-	char **taken;
-	size_t n_taken;
-};
 
 int kv_key_check(const char *key, size_t len, bool prefix, const char **why)
 {
@@ -160,6 +126,9 @@ int kv_store_open(struct kv_store **out, struct sqlite3 *db, char *errmsg)
 			goto err_finalize;
 		}
 	}
+	rc = kv_int_session_open(s, errmsg);
+	if (rc != 0)
+		goto err_finalize;
 	*out = s;
 	return 0;
 err_finalize:
@@ -183,6 +152,7 @@ void kv_store_close(struct kv_store *s)
 		return;
 	for (int i = 0; i < ST_NR; i++)
 		sqlite3_finalize(s->st[i]);
+	kv_int_session_close(s);
 	free_keys(s->changed, s->n_changed);
 	free_keys(s->taken, s->n_taken);
 	bcn_free(s);
@@ -210,7 +180,7 @@ static int sqlite_err(int rc)
 }
 
 /* Run a statement that returns no rows, then reset it. */
-static int step_done(sqlite3_stmt *st)
+int kv_int_step_done(sqlite3_stmt *st)
 {
 	int rc = sqlite3_step(st);
 
@@ -518,6 +488,9 @@ static const char *const verb_names[KV_VERB_NR] = {
     [KV_DELETE] = "delete",
     [KV_DELETE_TREE] = "delete-tree",
     [KV_DELETE_CAS] = "delete-cas",
+    [KV_LOCK] = "lock",
+    [KV_UNLOCK] = "unlock",
+    [KV_CHECK_SESSION] = "check-session",
 };
 
 enum kv_verb kv_verb_parse(const char *name)
@@ -531,7 +504,8 @@ enum kv_verb kv_verb_parse(const char *name)
 bool kv_verb_writes(enum kv_verb v)
 {
 	return v == KV_SET || v == KV_CAS || v == KV_DELETE ||
-	       v == KV_DELETE_TREE || v == KV_DELETE_CAS;
+	       v == KV_DELETE_TREE || v == KV_DELETE_CAS || v == KV_LOCK ||
+	       v == KV_UNLOCK;
 }
 
 void kv_result_init(struct kv_result *r)
@@ -547,7 +521,7 @@ void kv_result_close(struct kv_result *r)
 }
 
 /* Remember that @key changed, for blocking queries. */
-static int note_change(struct kv_store *s, const char *key)
+int kv_int_note_change(struct kv_store *s, const char *key)
 {
 	char *k;
 
@@ -574,7 +548,7 @@ all:
 }
 
 /* Add the current row of @key to @res (a copy), if anyone is listening. */
-static int result_add(struct kv_store *s, struct kv_result *res,
+int kv_int_result_add(struct kv_store *s, struct kv_result *res,
 		      const char *key, bool with_value)
 {
 	struct kv_entry *e;
@@ -597,9 +571,7 @@ static int result_add(struct kv_store *s, struct kv_result *res,
 	return 0;
 }
 
-static int fail(struct kv_result *res, size_t i, const char *fmt, ...)
-    BCN_PRINTF(3, 4);
-static int fail(struct kv_result *res, size_t i, const char *fmt, ...)
+int kv_int_fail(struct kv_result *res, size_t i, const char *fmt, ...)
 {
 	va_list ap;
 
@@ -613,15 +585,15 @@ static int fail(struct kv_result *res, size_t i, const char *fmt, ...)
 	return 1; /* a normal failure: roll back, return 0 to the caller */
 }
 
-static int bump_table_index(struct kv_store *s, uint64_t index)
+int kv_int_bump_table_index(struct kv_store *s, uint64_t index)
 {
 	sqlite3_stmt *st = s->st[ST_META_PUT];
 
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)index);
-	return step_done(st);
+	return kv_int_step_done(st);
 }
 
-static int do_put(struct kv_store *s, const struct kv_op *op, uint64_t index)
+int kv_int_put(struct kv_store *s, const struct kv_op *op, uint64_t index)
 {
 	sqlite3_stmt *st = s->st[ST_PUT];
 	int rc;
@@ -634,26 +606,26 @@ static int do_put(struct kv_store *s, const struct kv_op *op, uint64_t index)
 		sqlite3_bind_null(st, 2);
 	sqlite3_bind_int64(st, 3, (sqlite3_int64)op->flags);
 	sqlite3_bind_int64(st, 4, (sqlite3_int64)index);
-	rc = step_done(st);
+	rc = kv_int_step_done(st);
 	if (rc != 0)
 		return rc;
 	st = s->st[ST_TOMB_DEL];
 	sqlite3_bind_text(st, 1, op->key, -1, SQLITE_STATIC);
-	rc = step_done(st);
+	rc = kv_int_step_done(st);
 	if (rc == 0)
-		rc = bump_table_index(s, index);
+		rc = kv_int_bump_table_index(s, index);
 	if (rc != 0)
 		return rc;
-	return note_change(s, op->key);
+	return kv_int_note_change(s, op->key);
 }
 
-static int do_delete(struct kv_store *s, const char *key, uint64_t index)
+int kv_int_delete(struct kv_store *s, const char *key, uint64_t index)
 {
 	sqlite3_stmt *st = s->st[ST_DEL];
 	int rc;
 
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	rc = step_done(st);
+	rc = kv_int_step_done(st);
 	if (rc != 0)
 		return rc;
 	if (sqlite3_changes(s->db) == 0)
@@ -661,12 +633,12 @@ static int do_delete(struct kv_store *s, const char *key, uint64_t index)
 	st = s->st[ST_TOMB_PUT];
 	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
 	sqlite3_bind_int64(st, 2, (sqlite3_int64)index);
-	rc = step_done(st);
+	rc = kv_int_step_done(st);
 	if (rc == 0)
-		rc = bump_table_index(s, index);
+		rc = kv_int_bump_table_index(s, index);
 	if (rc != 0)
 		return rc;
-	return note_change(s, key);
+	return kv_int_note_change(s, key);
 }
 
 static int do_delete_tree(struct kv_store *s, const char *prefix,
@@ -676,7 +648,7 @@ static int do_delete_tree(struct kv_store *s, const char *prefix,
 	int rc = kv_list(s, prefix, true, &keys, NULL);
 
 	for (size_t i = 0; rc == 0 && i < keys.n; i++)
-		rc = do_delete(s, keys.items[i].key, index);
+		rc = kv_int_delete(s, keys.items[i].key, index);
 	kv_list_close(&keys);
 	return rc;
 }
@@ -708,45 +680,52 @@ static int run_op(struct kv_store *s, const struct kv_op *op, size_t i,
 		kv_entry_close(&cur);
 
 	switch (op->verb) {
+	case KV_LOCK:
+	case KV_UNLOCK:
+	case KV_CHECK_SESSION:
+		return kv_int_lock_op(s, op, i, index, res);
 	case KV_SET:
-		rc = do_put(s, op, index);
-		return rc != 0 ? rc : result_add(s, res, op->key, false);
+		rc = kv_int_put(s, op, index);
+		return rc != 0 ? rc : kv_int_result_add(s, res, op->key, false);
 	case KV_CAS:
 		if (op->index == 0 ? exists : cur_index != op->index)
-			return fail(res, i,
-				    "failed to set key \"%s\", index is stale",
-				    op->key);
-		rc = do_put(s, op, index);
-		return rc != 0 ? rc : result_add(s, res, op->key, false);
+			return kv_int_fail(
+			    res, i, "failed to set key \"%s\", index is stale",
+			    op->key);
+		rc = kv_int_put(s, op, index);
+		return rc != 0 ? rc : kv_int_result_add(s, res, op->key, false);
 	case KV_GET:
 		if (!exists)
-			return fail(res, i, "key \"%s\" doesn't exist",
-				    op->key);
-		return result_add(s, res, op->key, true);
+			return kv_int_fail(res, i, "key \"%s\" doesn't exist",
+					   op->key);
+		return kv_int_result_add(s, res, op->key, true);
 	case KV_CHECK_INDEX:
 		if (!exists)
-			return fail(res, i, "key \"%s\" doesn't exist",
-				    op->key);
+			return kv_int_fail(res, i, "key \"%s\" doesn't exist",
+					   op->key);
 		if (cur_index != op->index)
-			return fail(res, i, "current modify index %llu != %llu",
-				    (unsigned long long)cur_index,
-				    (unsigned long long)op->index);
-		return result_add(s, res, op->key, false);
+			return kv_int_fail(res, i,
+					   "current modify index %llu != %llu",
+					   (unsigned long long)cur_index,
+					   (unsigned long long)op->index);
+		return kv_int_result_add(s, res, op->key, false);
 	case KV_CHECK_NOT_EXISTS:
 		if (exists)
-			return fail(res, i, "key \"%s\" exists", op->key);
+			return kv_int_fail(res, i, "key \"%s\" exists",
+					   op->key);
 		return 0;
 	case KV_DELETE:
-		return do_delete(s, op->key, index);
+		return kv_int_delete(s, op->key, index);
 	case KV_DELETE_CAS:
 		if (!exists)
 			return 0; /* Consul: nothing to delete is a success */
 		if (op->index == 0 || cur_index != op->index)
-			return fail(res, i,
-				    "failed to delete key \"%s\", index is "
-				    "stale",
-				    op->key);
-		return do_delete(s, op->key, index);
+			return kv_int_fail(
+			    res, i,
+			    "failed to delete key \"%s\", index is "
+			    "stale",
+			    op->key);
+		return kv_int_delete(s, op->key, index);
 	default:
 		return BCN_EINVAL;
 	}
@@ -758,7 +737,7 @@ int kv_apply(struct kv_store *s, const struct kv_op *ops, size_t n,
 	size_t changed_before = s->n_changed;
 	int rc;
 
-	rc = step_done(s->st[ST_SAVEPOINT]);
+	rc = kv_int_step_done(s->st[ST_SAVEPOINT]);
 	if (rc != 0)
 		return rc;
 	for (size_t i = 0; i < n; i++) {
@@ -767,11 +746,13 @@ int kv_apply(struct kv_store *s, const struct kv_op *ops, size_t n,
 			break;
 	}
 	if (rc == 0)
-		return step_done(s->st[ST_RELEASE]);
-
-	/* Undo: the data, the change record and any partial results. */
-	step_done(s->st[ST_ROLLBACK]);
-	step_done(s->st[ST_RELEASE]);
+		rc = kv_int_step_done(s->st[ST_RELEASE]);
+	if (rc == 0)
+		return 0;
+	/* A failed op, or even a failed RELEASE (out of memory): undo the
+	 * data, the change record and any partial results. */
+	kv_int_step_done(s->st[ST_ROLLBACK]);
+	kv_int_step_done(s->st[ST_RELEASE]);
 	while (s->n_changed > changed_before)
 		bcn_free(s->changed[--s->n_changed]);
 	if (res != NULL)
@@ -786,7 +767,7 @@ int kv_reap(struct kv_store *s, uint64_t before)
 	if (before > INT64_MAX) /* SQLite integers are signed */
 		before = INT64_MAX;
 	sqlite3_bind_int64(st, 1, (sqlite3_int64)before);
-	return step_done(st);
+	return kv_int_step_done(st);
 }
 
 static int cmp_str(const void *a, const void *b)

@@ -98,11 +98,14 @@ enum kv_verb {
 	KV_DELETE,
 	KV_DELETE_TREE,
 	KV_DELETE_CAS,
+	KV_LOCK,	  /* ?acquire: take the key's lock for @session */
+	KV_UNLOCK,	  /* ?release: give it back */
+	KV_CHECK_SESSION, /* fail unless @session holds the key */
 	KV_VERB_NR
 };
 
-/* Parse a Consul verb name ("set", "delete-tree", ...). Returns 0 if unknown;
- * "lock", "unlock" and "check-session" are not supported (yet). */
+/* Parse a Consul verb name ("set", "delete-tree", "lock", ...). Returns 0
+ * if unknown. */
 enum kv_verb kv_verb_parse(const char *name);
 
 /* True if the verb writes. */
@@ -114,7 +117,9 @@ struct kv_op {
 	const void *value; /* borrowed */
 	size_t value_len;
 	uint64_t flags;
-	uint64_t index; /* for cas, check-index, delete-cas */
+	uint64_t index;	     /* for cas, check-index, delete-cas */
+	const char *session; /* lock, unlock, check-session; else NULL */
+	uint64_t now_ms;     /* lock: the leader's wall clock (lock-delay) */
 };
 
 /* Outcome of kv_apply(). */
@@ -157,3 +162,57 @@ void kv_changes_mark_all(struct kv_store *s);
  * when !@exact), given @c. */
 bool kv_changes_match(const struct kv_changes *c, const char *watched,
 		      bool exact);
+
+/* ---- sessions (kv/session.c) ----------------------------------------------
+ *
+ * A session holds locks on keys (KV_LOCK). Invalidating it (destroy, TTL
+ * expiry, a failed check: decided by the leader, which writes the time into
+ * the log) releases its keys, or deletes them with behavior "delete", and
+ * puts the released keys in lock-delay: KV_LOCK by any session fails until
+ * the delay has passed on the leader's clock. Sessions are watched through
+ * the reserved key KV_SESSIONS_KEY (kv_changes_match with it, exact), and
+ * their index is that key's. */
+
+#define KV_SESSION_ID_LEN 36
+#define KV_SESSIONS_KEY	  "\001sessions" /* not a valid key: no clash */
+
+enum kv_behavior { KV_BEHAVIOR_RELEASE = 0, KV_BEHAVIOR_DELETE = 1 };
+
+struct kv_session {
+	char id[KV_SESSION_ID_LEN + 1];
+	const char *name, *node; /* owned when read from the store */
+	uint64_t lock_delay_ms;
+	enum kv_behavior behavior;
+	uint64_t ttl_ms; /* 0: none */
+	/* Packed lists "a\0b\0": node check IDs, service check IDs. */
+	const char *node_checks, *service_checks;
+	size_t node_checks_len, service_checks_len;
+	uint64_t create_index, modify_index;
+	void *mem_; /* what a read allocated */
+};
+
+struct kv_session_list {
+	struct kv_session *items;
+	size_t n, cap;
+};
+
+void kv_session_close(struct kv_session *s);
+void kv_session_list_close(struct kv_session_list *l);
+
+/* Read a session: 0, BCN_ENOTFOUND, BCN_ENOMEM or BCN_EIO. */
+int kv_session_get(struct kv_store *s, const char *id,
+		   struct kv_session *out) BCN_MUST_CHECK;
+/* Every session, or those of @node; sorted by ID. */
+int kv_session_list(struct kv_store *s, const char *node,
+		    struct kv_session_list *out) BCN_MUST_CHECK;
+/* The sessions' index (last create or destroy, or the KV table's). */
+int kv_session_index(struct kv_store *s, uint64_t *index) BCN_MUST_CHECK;
+
+/* Apply a create at @index; @sess->id must not exist (then @ok false). */
+int kv_session_create(struct kv_store *s, const struct kv_session *sess,
+		      uint64_t index, bool *ok) BCN_MUST_CHECK;
+/* Invalidate @id at @index, the leader's clock reading @now_ms: release or
+ * delete its keys, start their lock-delay, drop the session. A missing
+ * session is a no-op (@ok false). */
+int kv_session_destroy(struct kv_store *s, const char *id, uint64_t now_ms,
+		       uint64_t index, bool *ok) BCN_MUST_CHECK;

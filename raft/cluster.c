@@ -283,6 +283,16 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		rc = cat_apply(c->cat, cmd.cat_ops, cmd.n_cat_ops, index,
 			       req != NULL ? &req->cat : NULL);
 		break;
+	case CMD_SESSION: {
+		bool ok;
+		rc = cmd.sess_op == CMD_SESSION_CREATE
+			 ? kv_session_create(c->kv, &cmd.sess, index, &ok)
+			 : kv_session_destroy(c->kv, cmd.sess.id, cmd.now_ms,
+					      index, &ok);
+		if (rc == 0 && req != NULL)
+			req->result.ok = ok;
+		break;
+	}
 	}
 	cluster_cmd_close(&cmd);
 	if (rc != 0)
@@ -1017,6 +1027,23 @@ int cluster_propose_cat(struct cluster *c, const struct cat_op *ops, size_t n,
 		return BCN_ENOTLEADER;
 	bcn_buf_init(&enc);
 	rc = cluster_cmd_encode_catalog(ops, n, &enc);
+	if (rc == 0)
+		rc = propose(c, &enc, req, cb);
+	bcn_buf_close(&enc);
+	return rc;
+}
+
+int cluster_propose_session(struct cluster *c, enum cluster_session_op op,
+			    const struct kv_session *sess, uint64_t now_ms,
+			    struct cluster_req *req, cluster_req_cb cb)
+{
+	struct bcn_buf enc;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_session(op, sess, now_ms, &enc);
 	if (rc == 0)
 		rc = propose(c, &enc, req, cb);
 	bcn_buf_close(&enc);

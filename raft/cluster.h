@@ -13,6 +13,7 @@
 #include "common/err.h"
 #include "health/catalog.h"
 #include "kv/kv.h"
+#include "raft/codec.h"
 
 struct uv_loop_s;
 struct cluster;
@@ -103,6 +104,14 @@ int cluster_propose_kv(struct cluster *c, const struct kv_op *ops, size_t n,
 int cluster_propose_cat(struct cluster *c, const struct cat_op *ops, size_t n,
 			struct cluster_req *req,
 			cluster_req_cb cb) BCN_MUST_CHECK;
+
+/* Propose a session's create or destroy (raft/codec.h); @req->result.ok
+ * says whether it applied (a create whose ID is taken, a destroy of a
+ * session already gone: false). */
+int cluster_propose_session(struct cluster *c, enum cluster_session_op op,
+			    const struct kv_session *sess, uint64_t now_ms,
+			    struct cluster_req *req,
+			    cluster_req_cb cb) BCN_MUST_CHECK;
 
 /* A consistent read: @cb fires with 0 once a barrier entry appended after
  * this call has committed in this leader's term (so this server led the

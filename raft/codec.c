@@ -1,5 +1,6 @@
 #include "raft/codec.h"
 
+#include <stdio.h>
 #include <string.h>
 
 #include "common/alloc.h"
@@ -31,6 +32,10 @@ int cluster_cmd_encode_kv(const struct kv_op *ops, size_t n,
 		bcn_buf_put_blob(out, ops[i].value, ops[i].value_len);
 		bcn_buf_put_u64(out, ops[i].flags);
 		bcn_buf_put_u64(out, ops[i].index);
+		bcn_buf_put_blob(out, ops[i].session,
+				 ops[i].session != NULL ? strlen(ops[i].session)
+							: 0);
+		bcn_buf_put_u64(out, ops[i].now_ms);
 	}
 	return pad(out);
 }
@@ -91,6 +96,97 @@ int cluster_cmd_encode_catalog(const struct cat_op *ops, size_t n,
 	return pad(out);
 }
 
+int cluster_cmd_encode_session(enum cluster_session_op op,
+			       const struct kv_session *sess, uint64_t now_ms,
+			       struct bcn_buf *out)
+{
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_SESSION);
+	bcn_buf_put_u8(out, (uint8_t)op);
+	bcn_buf_put_blob(out, sess->id, strlen(sess->id));
+	bcn_buf_put_u64(out, now_ms);
+	if (op == CMD_SESSION_CREATE) {
+		bcn_buf_put_blob(out, sess->name, strlen(sess->name));
+		bcn_buf_put_blob(out, sess->node, strlen(sess->node));
+		bcn_buf_put_u64(out, sess->lock_delay_ms);
+		bcn_buf_put_u8(out, (uint8_t)sess->behavior);
+		bcn_buf_put_u64(out, sess->ttl_ms);
+		bcn_buf_put_blob(out, sess->node_checks, sess->node_checks_len);
+		bcn_buf_put_blob(out, sess->service_checks,
+				 sess->service_checks_len);
+	}
+	return pad(out);
+}
+
+/* A blob that must hold no NUL, copied NUL-terminated into @mem at *@off. */
+static const char *take_str(struct bcn_cursor *c, char *mem, size_t *off,
+			    size_t max)
+{
+	size_t n;
+	const char *p = bcn_cursor_blob(c, &n);
+	char *dst = mem + *off;
+
+	if (c->err || n > max || (n > 0 && memchr(p, '\0', n) != NULL)) {
+		c->err = true;
+		return "";
+	}
+	memcpy(dst, p, n);
+	dst[n] = '\0';
+	*off += n + 1;
+	return dst;
+}
+
+/* A packed list ("a\0b\0"): empty, or ending with a NUL. */
+static const char *take_list(struct bcn_cursor *c, char *mem, size_t *off,
+			     size_t *len)
+{
+	const char *p = bcn_cursor_blob(c, len);
+	char *dst = mem + *off;
+
+	if (c->err || *len > 65536 || (*len > 0 && p[*len - 1] != '\0')) {
+		c->err = true;
+		*len = 0;
+		return NULL;
+	}
+	memcpy(dst, p, *len);
+	*off += *len + 1;
+	return *len > 0 ? dst : NULL;
+}
+
+static int decode_session(struct bcn_cursor *c, size_t len,
+			  struct cluster_cmd *out)
+{
+	struct kv_session *s = &out->sess;
+	size_t off = 0;
+	const char *id;
+
+	/* Everything copied fits in the entry's length plus the NULs. */
+	out->sess_mem = bcn_malloc(len + 8);
+	if (out->sess_mem == NULL)
+		return BCN_ENOMEM;
+	out->sess_op = bcn_cursor_u8(c);
+	id = take_str(c, out->sess_mem, &off, KV_SESSION_ID_LEN);
+	out->now_ms = bcn_cursor_u64(c);
+	if (c->err || id[0] == '\0' ||
+	    (out->sess_op != CMD_SESSION_CREATE &&
+	     out->sess_op != CMD_SESSION_DESTROY))
+		return BCN_ECORRUPT;
+	snprintf(s->id, sizeof s->id, "%s", id);
+	if (out->sess_op == CMD_SESSION_DESTROY)
+		return 0;
+	s->name = take_str(c, out->sess_mem, &off, 4096);
+	s->node = take_str(c, out->sess_mem, &off, 4096);
+	s->lock_delay_ms = bcn_cursor_u64(c);
+	s->behavior = bcn_cursor_u8(c);
+	s->ttl_ms = bcn_cursor_u64(c);
+	s->node_checks = take_list(c, out->sess_mem, &off, &s->node_checks_len);
+	s->service_checks =
+	    take_list(c, out->sess_mem, &off, &s->service_checks_len);
+	if (c->err || s->behavior > KV_BEHAVIOR_DELETE)
+		return BCN_ECORRUPT;
+	return 0;
+}
+
 /* Copy a blob into a NUL-terminated field of CLUSTER_MAX_NAME bytes. */
 static bool take_name(struct bcn_cursor *c, char *out)
 {
@@ -107,11 +203,14 @@ static bool take_name(struct bcn_cursor *c, char *out)
 int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 {
 	struct bcn_cursor c;
+	uint8_t version;
 	uint32_t n;
+	int rc;
 
 	memset(out, 0, sizeof *out);
 	bcn_cursor_init(&c, buf, len);
-	if (bcn_cursor_u8(&c) != CLUSTER_CODEC_VERSION)
+	version = bcn_cursor_u8(&c);
+	if (version < 1 || version > CLUSTER_CODEC_VERSION)
 		return BCN_ECORRUPT;
 	out->type = bcn_cursor_u8(&c);
 	switch (out->type) {
@@ -125,6 +224,13 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 		if (!take_name(&c, out->server_name) ||
 		    !take_name(&c, out->server_raft) ||
 		    !take_name(&c, out->server_http))
+			goto corrupt;
+		break;
+	case CMD_SESSION:
+		rc = decode_session(&c, len, out);
+		if (rc == BCN_ENOMEM)
+			return rc;
+		if (rc != 0)
 			goto corrupt;
 		break;
 	case CMD_CATALOG:
@@ -161,6 +267,25 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 			op->value = bcn_cursor_blob(&c, &op->value_len);
 			op->flags = bcn_cursor_u64(&c);
 			op->index = bcn_cursor_u64(&c);
+			if (version >= 2) {
+				size_t slen;
+				const char *sess = bcn_cursor_blob(&c, &slen);
+				/* Points into the entry: no NUL there, so
+				 * the session is copied below. */
+				if (c.err || slen > KV_SESSION_ID_LEN)
+					goto corrupt;
+				op->session = NULL;
+				if (slen > 0) {
+					char *copy = bcn_strndup(sess, slen);
+					if (copy == NULL ||
+					    strlen(copy) != slen) {
+						bcn_free(copy);
+						goto corrupt;
+					}
+					op->session = copy;
+				}
+				op->now_ms = bcn_cursor_u64(&c);
+			}
 			if (c.err || op->verb < KV_SET ||
 			    op->verb >= KV_VERB_NR || klen == 0 ||
 			    klen > KV_MAX_KEY_LEN + 1 ||
@@ -190,7 +315,10 @@ corrupt:
 
 void cluster_cmd_close(struct cluster_cmd *c)
 {
+	for (size_t i = 0; i < c->n_ops; i++)
+		bcn_free((char *)c->ops[i].session);
 	bcn_free(c->ops);
 	bcn_free(c->cat_ops);
+	bcn_free(c->sess_mem);
 	memset(c, 0, sizeof *c);
 }

@@ -1,13 +1,17 @@
 /* The command codec: how a write is encoded in the Raft log.
  *
  * A compact, versioned binary format, never JSON:
- *   u8 version (1) | u8 type | body
+ *   u8 version (2; 1 is still read) | u8 type | body
  *   CMD_KV:   u32 n | n × (u8 verb | blob key+NUL | blob value | u64 flags |
- *                          u64 index)
+ *                          u64 index | blob session (v2) | u64 now_ms (v2))
  *   CMD_REAP: u64 before
  *   CMD_SERVER: blob name | blob raft address | blob HTTP address
  *   CMD_RESTORE: blob snapshot (header and image, cluster_snapshot_verify)
  *   CMD_CATALOG: u32 n | n × blob op (health/catalog.h: cat_op_encode)
+ *   CMD_SESSION: u8 what (1 create, 2 destroy) | blob id | u64 now_ms |
+ *                create: blob name | blob node | u64 lock_delay_ms |
+ *                u8 behavior | u64 ttl_ms | blob node_checks |
+ *                blob service_checks
  * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
  * so that decoding points into the log buffer without copying. The whole
  * is zero-padded to a multiple of 8 bytes, as libraft's disk format needs. */
@@ -21,15 +25,18 @@
 #include "health/catalog.h"
 #include "kv/kv.h"
 
-#define CLUSTER_CODEC_VERSION 1
+#define CLUSTER_CODEC_VERSION 2
 
 enum cluster_cmd_type {
 	CMD_KV = 1,
 	CMD_REAP = 2,
 	CMD_SERVER = 3,
 	CMD_RESTORE = 4,
-	CMD_CATALOG = 5
+	CMD_CATALOG = 5,
+	CMD_SESSION = 6
 };
+
+enum cluster_session_op { CMD_SESSION_CREATE = 1, CMD_SESSION_DESTROY = 2 };
 
 #define CLUSTER_MAX_NAME 256
 
@@ -49,6 +56,11 @@ struct cluster_cmd {
 	/* CMD_CATALOG: bcn_malloc'd array pointing into the decoded buffer */
 	struct cat_op *cat_ops;
 	size_t n_cat_ops;
+	/* CMD_SESSION: strings and lists are copied into @sess_mem */
+	enum cluster_session_op sess_op;
+	struct kv_session sess;
+	uint64_t now_ms;
+	char *sess_mem;
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
@@ -68,6 +80,12 @@ int cluster_cmd_encode_server(const char *name, const char *raft_addr,
 /* Append the encoding of catalog @ops: BCN_EINVAL if @n is 0 or above
  * CAT_MAX_OPS. */
 int cluster_cmd_encode_catalog(const struct cat_op *ops, size_t n,
+			       struct bcn_buf *out) BCN_MUST_CHECK;
+
+/* A session's create (@op CMD_SESSION_CREATE, all of @sess) or destroy
+ * (only @sess->id), at the leader's clock reading @now_ms. */
+int cluster_cmd_encode_session(enum cluster_session_op op,
+			       const struct kv_session *sess, uint64_t now_ms,
 			       struct bcn_buf *out) BCN_MUST_CHECK;
 
 /* Decode @buf[0..len) (borrowed: @out points into it, so it must outlive

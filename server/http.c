@@ -18,6 +18,7 @@
 #include "server/forward.h"
 #include "server/metrics.h"
 #include "server/srv.h"
+#include "server/sessions.h"
 #include "server/upkeep.h"
 #include "health/checks.h"
 
@@ -57,6 +58,7 @@ static const struct route routes[] = {
     {"/v1/agent/health/service/", true, HTTP_GET, 0, http_agent_health},
     {"/v1/catalog/", true, HTTP_GET | HTTP_PUT, 0, http_catalog},
     {"/v1/health/", true, HTTP_GET, 0, http_health},
+    {"/v1/session/", true, HTTP_GET | HTTP_PUT, 0, http_session},
     {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot},
     {"/v1/agent/metrics", false, HTTP_GET, 0, http_agent_metrics},
     {"/v1/status/live", false, HTTP_GET, 0, http_status_live},
@@ -732,6 +734,23 @@ void http_propose_cat(struct http_req *r, const struct cat_op *ops, size_t n,
 	r->proposing = true;
 }
 
+void http_propose_session(struct http_req *r, enum cluster_session_op op,
+			  const struct kv_session *sess,
+			  void (*done)(struct http_req *r, int status))
+{
+	int rc;
+
+	r->write_done = done;
+	r->creq.data = r;
+	rc = cluster_propose_session(r->srv->cluster, op, sess, srv_now_ms(),
+				     &r->creq, propose_cb);
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return;
+	}
+	r->proposing = true;
+}
+
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
 		  void (*done)(struct http_req *r, int status))
 {
@@ -1146,6 +1165,10 @@ void http_tick(struct srv *s)
 	if (s->cluster != NULL) {
 		kv_changes_take(cluster_kv(s->cluster), &ch);
 		cat_changes_take(cluster_cat(s->cluster), &cc);
+		sessions_turn(s, cluster_serving(s->cluster),
+			      ch.all ||
+				  kv_changes_match(&ch, KV_SESSIONS_KEY, true),
+			      cc.all || cc.n_checks > 0);
 		if (s->checks != NULL && (cc.n_checks > 0 || cc.all))
 			checks_changed(s->checks, &cc);
 		if ((ch.n > 0 || ch.all || cc.n > 0 || cc.all) &&

@@ -87,6 +87,7 @@ struct http_req {
 	struct http_req *hprev, *hnext;
 	char fwd_failed_leader[256]; /* the leader a forward could not reach */
 	uint64_t fwd_failed_at;
+	char session_id[40];	       /* a session being created */
 	struct cluster_change *change; /* owned; a membership change */
 	void (*change_ok)(struct http_req *r);
 	struct cluster_req creq;
@@ -109,6 +110,10 @@ void http_tick(struct srv *s);
 void http_close(struct srv *s);
 /* Number of requests still in flight (for shutdown). */
 unsigned http_inflight(struct srv *s);
+
+/* Append @ms as a JSON string in Go's time.Duration format ("10s",
+ * "1m30s", "500ms"). */
+void http_put_duration(struct bcn_buf *b, uint64_t ms);
 
 /* Replies. Each sets the response once; later calls are ignored. */
 void http_reply(struct http_req *r, unsigned status, const char *ctype,
@@ -153,6 +158,9 @@ void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,
 
 void http_propose_cat(struct http_req *r, const struct cat_op *ops, size_t n,
 		      void (*done)(struct http_req *r, int status));
+void http_propose_session(struct http_req *r, enum cluster_session_op op,
+			  const struct kv_session *s,
+			  void (*done)(struct http_req *r, int status));
 /* Reply 405 with the Allow header for @methods. */
 void http_method_not_allowed(struct http_req *r, unsigned methods);
 
@@ -197,3 +205,5 @@ void http_agent_maintenance(struct http_req *r);
 void http_agent_health(struct http_req *r);
 void http_catalog(struct http_req *r);
 void http_health(struct http_req *r);
+/* http_session.c: /v1/session */
+void http_session(struct http_req *r);

@@ -154,7 +154,7 @@ static void put_headers(struct bcn_buf *b, const struct cat_strs *l)
 
 /* Go's time.Duration.String() for whole milliseconds: "0s", "500ms",
  * "10s", "1m30s", "1h0m0s", "1.5s". */
-static void put_dur(struct bcn_buf *b, uint64_t ms)
+void http_put_duration(struct bcn_buf *b, uint64_t ms)
 {
 	uint64_t h = ms / 3600000, m = ms / 60000 % 60, s = ms / 1000 % 60;
 	uint64_t frac = ms % 1000;
@@ -302,23 +302,23 @@ static void put_check(struct bcn_buf *b, const struct cat_check *k,
 	jfield(b, "Type", k->type);
 	jkey(b, "Interval");
 	if (d->interval_ms > 0)
-		put_dur(b, d->interval_ms);
+		http_put_duration(b, d->interval_ms);
 	else
 		bcn_buf_puts(b, "\"\"");
 	jkey(b, "Timeout");
 	if (d->interval_ms > 0)
-		put_dur(b, d->timeout_ms);
+		http_put_duration(b, d->timeout_ms);
 	else
 		bcn_buf_puts(b, "\"\"");
 	bcn_buf_puts(b, ",\"ExposedPort\":0,\"Definition\":{\"Interval\":");
-	put_dur(b, d->interval_ms);
+	http_put_duration(b, d->interval_ms);
 	bcn_buf_puts(b, ",\"Timeout\":");
-	put_dur(b, d->timeout_ms);
+	http_put_duration(b, d->timeout_ms);
 	bcn_buf_puts(b, ",\"DeregisterCriticalServiceAfter\":");
-	put_dur(b, d->deregister_after_ms);
+	http_put_duration(b, d->deregister_after_ms);
 	if (d->ttl_ms > 0) {
 		bcn_buf_puts(b, ",\"TTL\":");
-		put_dur(b, d->ttl_ms);
+		http_put_duration(b, d->ttl_ms);
 	}
 	jfield(b, "HTTP", d->http);
 	jkey(b, "Header");

@@ -185,6 +185,12 @@ static void kv_written(struct http_req *r, int status)
 		http_reply_err(r, status);
 		return;
 	}
+	if (!r->creq.result.ok &&
+	    strncmp(r->creq.result.what, "invalid session", 15) == 0) {
+		/* Consul answers an unknown session with 500. */
+		http_reply_text(r, 500, "%s", r->creq.result.what);
+		return;
+	}
 	struct bcn_buf b;
 	bcn_buf_init(&b);
 	bcn_buf_puts(&b, r->creq.result.ok ? "true" : "false");
@@ -216,11 +222,16 @@ static void kv_put(struct http_req *r)
 	if (conflicting(r, excl, 3))
 		return;
 	if (http_flag(r, "acquire") || http_flag(r, "release")) {
-		http_reply_text(r, 400,
-				"?acquire and ?release need sessions, "
-				"which this server does not support "
-				"yet");
-		return;
+		const struct http_arg *a = http_arg(r, "acquire");
+		op.verb = a != NULL ? KV_LOCK : KV_UNLOCK;
+		if (a == NULL)
+			a = http_arg(r, "release");
+		if (!http_session_id_ok(a->value)) {
+			http_reply_text(r, 400, "Invalid session ID: \"%s\"",
+					a->value);
+			return;
+		}
+		op.session = a->value;
 	}
 	key = path_key(r, false);
 	if (key == NULL)
@@ -230,7 +241,9 @@ static void kv_put(struct http_req *r)
 		return;
 	if (!http_write_ok(r))
 		return;
-	op.verb = has_cas ? KV_CAS : KV_SET;
+	if (op.session == NULL)
+		op.verb = has_cas ? KV_CAS : KV_SET;
+	op.now_ms = srv_now_ms();
 	op.key = key;
 	op.value = r->body.data;
 	op.value_len = r->body.len;
@@ -365,6 +378,20 @@ static bool txn_parse(struct http_req *r, json_t *root, struct txn *t)
 					"operation %zu: %s",
 					i, why);
 			return false;
+		}
+		if (op->verb == KV_LOCK || op->verb == KV_UNLOCK ||
+		    op->verb == KV_CHECK_SESSION) {
+			json_t *sess = srv_json_member(kv, "Session");
+			op->session =
+			    json_is_string(sess) ? json_string_value(sess) : "";
+			if (!http_session_id_ok(op->session)) {
+				http_reply_text(r, 400,
+						"Failed to parse body: "
+						"operation %zu: invalid "
+						"Session",
+						i);
+				return false;
+			}
 		}
 		if (!get_u64(srv_json_member(kv, "Flags"), &op->flags) ||
 		    !get_u64(srv_json_member(kv, "Index"), &op->index)) {
@@ -515,8 +542,11 @@ void http_txn(struct http_req *r)
 		http_read(r, txn_read);
 		goto out;
 	}
-	if (http_write_ok(r))
+	if (http_write_ok(r)) {
+		for (size_t i = 0; i < t.n; i++)
+			t.ops[i].now_ms = srv_now_ms();
 		http_propose(r, t.ops, t.n, txn_written);
+	}
 out:
 	txn_close(&t);
 	json_decref(root);

@@ -20,6 +20,7 @@
 #include "server/http.h"
 #include "server/metrics.h"
 #include "server/srv.h"
+#include "server/sessions.h"
 #include "server/upkeep.h"
 
 #define MOD	 "main"
@@ -88,6 +89,7 @@ static void begin_stop(struct srv *s, int exit_code)
 	s->exit_code = exit_code;
 	members_stop(s);
 	upkeep_stop(s);
+	sessions_stop(s);
 	http_quiesce(s);
 	http_stop(s);
 	s->cluster = NULL; /* no request touches it from now on */
@@ -230,6 +232,8 @@ int main(int argc, char **argv)
 	rc = metrics_init(&s);
 	if (rc == 0)
 		rc = upkeep_start(&s);
+	if (rc == 0)
+		rc = sessions_start(&s);
 	if (rc != 0)
 		bcn_errf(errmsg, "out of memory");
 	else

@@ -48,8 +48,9 @@ struct srv {
 	struct member_probe probes[MEMBERS_MAX];
 	bool join_busy;
 
-	struct checks *checks; /* the check runner (health/checks.h) */
-	uint64_t leader_since; /* uv_now() when this server began serving */
+	struct checks *checks;	   /* the check runner (health/checks.h) */
+	struct sessions *sessions; /* session TTLs (sessions.c) */
+	uint64_t leader_since;	   /* uv_now() when this server began serving */
 
 	struct metrics *metrics;
 	uv_signal_t sighup;
@@ -66,3 +67,9 @@ struct srv {
 
 /* A random number for jitter. */
 uint64_t srv_random(struct srv *s);
+/* The wall clock in milliseconds since the epoch: the time the leader writes
+ * into the log for lock-delays. */
+uint64_t srv_now_ms(void);
+/* True if @id looks like a session ID: 36 characters of hex digits and
+ * dashes in the 8-4-4-4-12 form. */
+bool http_session_id_ok(const char *id);

@@ -242,9 +242,12 @@ START_TEST(verb_names)
 	    {"delete", KV_DELETE, true},
 	    {"delete-tree", KV_DELETE_TREE, true},
 	    {"delete-cas", KV_DELETE_CAS, true},
+	    {"lock", KV_LOCK, true},
+	    {"unlock", KV_UNLOCK, true},
+	    {"check-session", KV_CHECK_SESSION, false},
 	};
 	static const char *const unknown[] = {
-	    "", "lock", "unlock", "check-session", "SET", "set ", "deletetree",
+	    "", "lock ", "Unlock", "check_session", "SET", "set ", "deletetree",
 	};
 
 	for (size_t i = 0; i < N_OF(v); i++) {
