@@ -10,7 +10,7 @@
 
 CC       ?= cc
 SANCC    ?= clang
-PKGS     := libuv sqlite3 jansson libmicrohttpd raft libcurl libxxhash
+PKGS     := libuv sqlite3 jansson libmicrohttpd raft libcurl libxxhash libsodium
 RAFT_MIN := 0.17.1
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \
@@ -33,7 +33,8 @@ B  := build
 BS := build/san
 
 .PHONY: all deps check-raft test check unit fuzz-replay integration fuzz \
-	format format-check check-deps check-headers clean bench install
+	format format-check check-deps check-headers clean bench install \
+	install-client
 all: deps $(B)/beacond
 
 deps:
@@ -76,12 +77,65 @@ $(B)/beacond: $(B)/server/main.o $(ARCHIVES)
 $(BS)/beacond: $(BS)/server/main.o $(SANARCHIVES)
 	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS)
 
+# ---- libbeacon and the beacon CLI (client/) ----------------------------------
+# libbeacon (client/*.c but cli*.c) stands alone: built position-independent
+# with hidden symbols (BEACON_API marks the API) into build/libbeacon.so and
+# build/libbeacon.a. The CLI links the static library and common.a.
+CLIENT_LIBSRC := $(filter-out client/cli%.c,$(wildcard client/*.c))
+CLIENT_CLISRC := $(wildcard client/cli*.c)
+CLIENT_LIBS    = $(shell pkg-config --libs libcurl jansson) -lpthread
+CLI_LIBS       = $(CLIENT_LIBS) $(shell pkg-config --libs libxxhash)
+BEACON_VERSION = $(shell sed -n 's/^\#define BEACON_VERSION[^"]*"\(.*\)"/\1/p' client/beacon.h)
+BP := build/pic
+
+all: $(B)/beacon $(B)/libbeacon.a $(B)/libbeacon.so $(B)/beacon.pc \
+	$(B)/examples/example-service
+
+$(BP)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CPPFLAGS) $(PKG_CFLAGS) $(CFLAGS) $(WARN) -fPIC -fvisibility=hidden -c $< -o $@
+
+$(B)/libbeacon.a: $(patsubst %.c,$(BP)/%.o,$(CLIENT_LIBSRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/libbeacon.so: $(patsubst %.c,$(BP)/%.o,$(CLIENT_LIBSRC))
+	$(CC) $(CFLAGS) -shared -Wl,-soname,libbeacon.so.0 -Wl,--no-undefined \
+	    -o $@ $^ $(CLIENT_LIBS)
+	ln -sf libbeacon.so $(B)/libbeacon.so.0
+
+$(BS)/libbeacon.a: $(patsubst %.c,$(BS)/%.o,$(CLIENT_LIBSRC))
+	@rm -f $@
+	$(AR) rcs $@ $^
+
+$(B)/beacon: $(patsubst %.c,$(B)/%.o,$(CLIENT_CLISRC)) $(B)/libbeacon.a $(B)/common.a
+	$(CC) $(CFLAGS) -o $@ $^ $(CLI_LIBS)
+
+$(BS)/beacon: $(patsubst %.c,$(BS)/%.o,$(CLIENT_CLISRC)) $(BS)/libbeacon.a $(BS)/common.a
+	$(SANCC) $(SANFLAGS) -o $@ $^ $(CLI_LIBS)
+
+$(B)/beacon.pc: client/beacon.pc.in client/beacon.h
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(BEACON_VERSION)|' $< > $@
+
+# The example links the shared library, as an application would.
+$(B)/examples/example-service: $(B)/client/examples/example_service.o $(B)/libbeacon.so
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -o $@ $< -L$(B) -lbeacon -Wl,-rpath,'$$ORIGIN/..'
+
+# The libbeacon driver of tests/cluster/test_libbeacon.py.
+$(BS)/tests/cluster/libbeacon_driver: $(BS)/tests/cluster/libbeacon_driver.o $(BS)/libbeacon.a
+	$(SANCC) $(SANFLAGS) -o $@ $^ $(CLIENT_LIBS)
+
 # ---- unit tests (Check), under the sanitizers -------------------------------
 UNIT_SRC  := $(wildcard tests/unit/*/test_*.c)
 UNIT_BINS := $(patsubst tests/unit/%.c,$(BS)/tests/unit/%,$(UNIT_SRC))
 TESTLIB   := $(patsubst %.c,$(BS)/%.o,$(wildcard tests/lib/*.c))
 
 $(BS)/tests/unit/%: $(BS)/tests/unit/%.o $(TESTLIB) $(SANARCHIVES)
+	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) $$(pkg-config --libs check)
+
+# The client's tests link libbeacon and the CLI's parsers.
+$(BS)/tests/unit/client/%: $(BS)/tests/unit/client/%.o $(TESTLIB) $(BS)/client/cli_args.o $(BS)/libbeacon.a $(SANARCHIVES)
 	$(SANCC) $(SANFLAGS) -o $@ $^ $(PKG_LIBS) $$(pkg-config --libs check)
 
 unit: deps $(UNIT_BINS)
@@ -125,6 +179,7 @@ fuzz: deps $(patsubst %,$(BF)/fuzz_%,$(FUZZ_NAMES))
 	    -artifact_prefix=$(BF)/crashes/$$f- $(BF)/corpus-$$f tests/fuzz/corpus/$$f; done
 
 # ---- integration tests: real beacond processes, curl and python3-consul -----
+integration: $(BS)/beacon $(BS)/tests/cluster/libbeacon_driver $(B)/examples/example-service
 integration: deps $(BS)/beacond
 	BEACOND=$(CURDIR)/$(BS)/beacond /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cluster
 
@@ -143,10 +198,12 @@ check-deps:
 	 bad="$$bad $$(grep -lE '#include <microhttpd\.h>' $$(find common kv health dns raft -name '*.[ch]') 2>/dev/null)"; \
 	 bad="$$bad $$(grep -lE '#include <raft\.h>|#include <raft/' $$(find common kv health dns server -name '*.[ch]') 2>/dev/null)"; \
 	 bad="$$bad $$(grep -lE '#include "(server|raft|health|dns)/' $$(find common kv -name '*.[ch]') 2>/dev/null)"; \
+	 bad="$$bad $$(grep -lE '#include <(uv|microhttpd|raft|sqlite3)\.h>|#include "(server|raft|kv|health|dns)/' $$(find client -name '*.[ch]') 2>/dev/null)"; \
+	 bad="$$bad $$(grep -lE '#include "client/' $$(find common server raft kv health dns -name '*.[ch]') 2>/dev/null)"; \
 	 bad=$$(echo $$bad); if [ -n "$$bad" ]; then echo "check-deps: forbidden include in: $$bad"; exit 1; fi
 
 check-headers:
-	@set -e; for h in $$(find common server raft kv health dns -name '*.h'); do \
+	@set -e; for h in $$(find common server raft kv health dns client -name '*.h'); do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS)) $(PKG_CFLAGS) $(WARN) -x c -fsyntax-only - ; done
 
 test check: deps format-check check-deps check-headers unit fuzz-replay integration
@@ -189,3 +246,19 @@ install: all
 	    $(DESTDIR)$(PREFIX)/share/doc/beacon/beacond.env.example
 	install -D -m 0644 $(INST)/beacond.8 \
 	    $(DESTDIR)$(PREFIX)/share/man/man8/beacond.8
+
+# libbeacon, its header and pkg-config file, and the beacon CLI.
+install: install-client
+install-client: all
+	@mkdir -p $(INST)
+	sed -e 's|@PREFIX@|$(PREFIX)|' -e 's|@VERSION@|$(BEACON_VERSION)|' \
+	    client/beacon.pc.in > $(INST)/beacon.pc
+	install -D -m 0755 $(B)/beacon $(DESTDIR)$(PREFIX)/bin/beacon
+	install -D -m 0644 client/beacon.h $(DESTDIR)$(PREFIX)/include/beacon.h
+	install -D -m 0644 $(B)/libbeacon.a $(DESTDIR)$(PREFIX)/lib/libbeacon.a
+	install -D -m 0755 $(B)/libbeacon.so \
+	    $(DESTDIR)$(PREFIX)/lib/libbeacon.so.$(BEACON_VERSION)
+	ln -sf libbeacon.so.$(BEACON_VERSION) $(DESTDIR)$(PREFIX)/lib/libbeacon.so.0
+	ln -sf libbeacon.so.0 $(DESTDIR)$(PREFIX)/lib/libbeacon.so
+	install -D -m 0644 $(INST)/beacon.pc \
+	    $(DESTDIR)$(PREFIX)/lib/pkgconfig/beacon.pc

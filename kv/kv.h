@@ -216,3 +216,50 @@ int kv_session_create(struct kv_store *s, const struct kv_session *sess,
  * session is a no-op (@ok false). */
 int kv_session_destroy(struct kv_store *s, const char *id, uint64_t now_ms,
 		       uint64_t index, bool *ok) BCN_MUST_CHECK;
+
+/* ---- secrets (kv/secret.c) ------------------------------------------------
+ *
+ * Secrets are stored sealed: the leader encrypts a value before it enters
+ * the log, so this module only ever sees a "box" (nonce, ciphertext, tag)
+ * and the ID of the key that sealed it. Paths follow the key grammar
+ * (kv_key_check). A change of a secret is noted as KV_SECRET_MARK + path in
+ * the change record, for blocking queries. */
+
+#define KV_SECRET_MARK	 "\002"
+#define KV_SECRET_KEY_ID 16 /* hex characters */
+
+struct kv_secret {
+	char *path;
+	void *box;
+	size_t box_len;
+	char key_id[KV_SECRET_KEY_ID + 1];
+	uint64_t create_index, modify_index;
+};
+
+struct kv_secret_list {
+	struct kv_secret *items;
+	size_t n, cap;
+};
+
+void kv_secret_close(struct kv_secret *s);
+void kv_secret_list_close(struct kv_secret_list *l);
+
+/* 0, BCN_ENOTFOUND, BCN_ENOMEM or BCN_EIO. */
+int kv_secret_get(struct kv_store *s, const char *path,
+		  struct kv_secret *out) BCN_MUST_CHECK;
+/* Secrets under @prefix, sorted by path; with !@boxes, paths only (and
+ * the key IDs). */
+int kv_secret_list(struct kv_store *s, const char *prefix, bool boxes,
+		   struct kv_secret_list *out) BCN_MUST_CHECK;
+/* The index of @path (its ModifyIndex) or, when missing or a prefix, the
+ * secrets' table index. */
+int kv_secret_index(struct kv_store *s, const char *path,
+		    uint64_t *index) BCN_MUST_CHECK;
+/* Store @box for @path at @index. With @cas: only if the secret's
+ * ModifyIndex is @cas (0: only if missing); else @ok false. */
+int kv_secret_put(struct kv_store *s, const char *path, const char *key_id,
+		  const void *box, size_t len, bool cas, uint64_t cas_index,
+		  uint64_t index, bool *ok) BCN_MUST_CHECK;
+/* Delete @path, or everything under it with @tree. */
+int kv_secret_delete(struct kv_store *s, const char *path, bool tree,
+		     uint64_t index) BCN_MUST_CHECK;

@@ -49,10 +49,23 @@ enum {
 	KV_SST_NR
 };
 
+/* secret.c's statements. */
+enum {
+	KV_XST_GET,
+	KV_XST_PUT,
+	KV_XST_DEL,
+	KV_XST_SCAN,
+	KV_XST_ALL,
+	KV_XST_IDX_GET,
+	KV_XST_IDX_PUT,
+	KV_XST_NR
+};
+
 struct kv_store {
 	sqlite3 *db; /* borrowed */
 	sqlite3_stmt *st[ST_NR];
 	sqlite3_stmt *sst[KV_SST_NR]; /* session.c's */
+	sqlite3_stmt *xst[KV_XST_NR]; /* secret.c's */
 	/* Keys changed since the last kv_changes_take(); bcn_malloc'd. */
 	char **changed;
 	size_t n_changed, cap_changed;
@@ -73,6 +86,10 @@ int kv_int_fail(struct kv_result *res, size_t i, const char *fmt, ...)
     BCN_PRINTF(3, 4);
 int kv_int_result_add(struct kv_store *s, struct kv_result *res,
 		      const char *key, bool with_value);
+
+/* secret.c: its table and statements. */
+int kv_int_secret_open(struct kv_store *s, char *errmsg);
+void kv_int_secret_close(struct kv_store *s);
 
 /* session.c: its tables and statements, and the lock verbs of kv_apply. */
 int kv_int_session_open(struct kv_store *s, char *errmsg);

@@ -283,6 +283,21 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 		rc = cat_apply(c->cat, cmd.cat_ops, cmd.n_cat_ops, index,
 			       req != NULL ? &req->cat : NULL);
 		break;
+	case CMD_SECRET: {
+		bool ok = true;
+		if (cmd.secret_op == CMD_SECRET_PUT)
+			rc = kv_secret_put(c->kv, cmd.secret_path,
+					   cmd.secret_key_id, cmd.secret_box,
+					   cmd.secret_box_len, cmd.secret_cas,
+					   cmd.secret_cas_index, index, &ok);
+		else
+			rc = kv_secret_delete(
+			    c->kv, cmd.secret_path,
+			    cmd.secret_op == CMD_SECRET_DELETE_TREE, index);
+		if (rc == 0 && req != NULL)
+			req->result.ok = ok;
+		break;
+	}
 	case CMD_SESSION: {
 		bool ok;
 		rc = cmd.sess_op == CMD_SESSION_CREATE
@@ -1044,6 +1059,26 @@ int cluster_propose_session(struct cluster *c, enum cluster_session_op op,
 		return BCN_ENOTLEADER;
 	bcn_buf_init(&enc);
 	rc = cluster_cmd_encode_session(op, sess, now_ms, &enc);
+	if (rc == 0)
+		rc = propose(c, &enc, req, cb);
+	bcn_buf_close(&enc);
+	return rc;
+}
+
+int cluster_propose_secret(struct cluster *c, enum cluster_secret_op op,
+			   const char *path, const char *key_id,
+			   const void *box, size_t len, bool cas,
+			   uint64_t cas_index, struct cluster_req *req,
+			   cluster_req_cb cb)
+{
+	struct bcn_buf enc;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_secret(op, path, key_id, box, len, cas,
+				       cas_index, &enc);
 	if (rc == 0)
 		rc = propose(c, &enc, req, cb);
 	bcn_buf_close(&enc);

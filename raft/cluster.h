@@ -113,6 +113,14 @@ int cluster_propose_session(struct cluster *c, enum cluster_session_op op,
 			    struct cluster_req *req,
 			    cluster_req_cb cb) BCN_MUST_CHECK;
 
+/* Propose a sealed secret's put or delete (raft/codec.h); @req->result.ok
+ * false when a CAS did not match. */
+int cluster_propose_secret(struct cluster *c, enum cluster_secret_op op,
+			   const char *path, const char *key_id,
+			   const void *box, size_t len, bool cas,
+			   uint64_t cas_index, struct cluster_req *req,
+			   cluster_req_cb cb) BCN_MUST_CHECK;
+
 /* A consistent read: @cb fires with 0 once a barrier entry appended after
  * this call has committed in this leader's term (so this server led the
  * cluster at some point after the call), or BCN_ENOTLEADER. Barriers are

@@ -118,6 +118,51 @@ int cluster_cmd_encode_session(enum cluster_session_op op,
 	return pad(out);
 }
 
+int cluster_cmd_encode_secret(enum cluster_secret_op op, const char *path,
+			      const char *key_id, const void *box, size_t len,
+			      bool cas, uint64_t cas_index, struct bcn_buf *out)
+{
+	if (strlen(path) > KV_MAX_KEY_LEN ||
+	    strlen(key_id) > KV_SECRET_KEY_ID || len > KV_MAX_VALUE_LEN + 64)
+		return BCN_EINVAL;
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_SECRET);
+	bcn_buf_put_u8(out, (uint8_t)op);
+	bcn_buf_put_blob(out, path, strlen(path));
+	bcn_buf_put_blob(out, key_id, strlen(key_id));
+	bcn_buf_put_blob(out, box, len);
+	bcn_buf_put_u8(out, cas);
+	bcn_buf_put_u64(out, cas_index);
+	return pad(out);
+}
+
+static int decode_secret(struct bcn_cursor *c, struct cluster_cmd *out)
+{
+	size_t plen, klen;
+	const char *path, *kid;
+	uint8_t cas;
+
+	out->secret_op = bcn_cursor_u8(c);
+	path = bcn_cursor_blob(c, &plen);
+	kid = bcn_cursor_blob(c, &klen);
+	out->secret_box = bcn_cursor_blob(c, &out->secret_box_len);
+	cas = bcn_cursor_u8(c);
+	out->secret_cas_index = bcn_cursor_u64(c);
+	if (c->err || out->secret_op < CMD_SECRET_PUT ||
+	    out->secret_op > CMD_SECRET_DELETE_TREE || cas > 1 ||
+	    klen > KV_SECRET_KEY_ID || memchr(kid, '\0', klen) != NULL ||
+	    out->secret_box_len > KV_MAX_VALUE_LEN + 64 ||
+	    kv_key_check(path, plen, out->secret_op == CMD_SECRET_DELETE_TREE,
+			 NULL) != 0 ||
+	    memchr(path, '\0', plen) != NULL)
+		return BCN_ECORRUPT;
+	out->secret_cas = cas != 0;
+	memcpy(out->secret_key_id, kid, klen);
+	out->secret_key_id[klen] = '\0';
+	out->secret_path = bcn_strndup(path, plen);
+	return out->secret_path == NULL ? BCN_ENOMEM : 0;
+}
+
 /* A blob that must hold no NUL, copied NUL-terminated into @mem at *@off. */
 static const char *take_str(struct bcn_cursor *c, char *mem, size_t *off,
 			    size_t max)
@@ -226,6 +271,13 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 		    !take_name(&c, out->server_http))
 			goto corrupt;
 		break;
+	case CMD_SECRET:
+		rc = decode_secret(&c, out);
+		if (rc == BCN_ENOMEM)
+			return rc;
+		if (rc != 0)
+			goto corrupt;
+		break;
 	case CMD_SESSION:
 		rc = decode_session(&c, len, out);
 		if (rc == BCN_ENOMEM)
@@ -320,5 +372,6 @@ void cluster_cmd_close(struct cluster_cmd *c)
 	bcn_free(c->ops);
 	bcn_free(c->cat_ops);
 	bcn_free(c->sess_mem);
+	bcn_free(c->secret_path);
 	memset(c, 0, sizeof *c);
 }

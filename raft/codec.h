@@ -12,6 +12,8 @@
  *                create: blob name | blob node | u64 lock_delay_ms |
  *                u8 behavior | u64 ttl_ms | blob node_checks |
  *                blob service_checks
+ *   CMD_SECRET: u8 what (1 put, 2 delete, 3 delete tree) | blob path |
+ *               blob key id | blob box | u8 cas | u64 cas index
  * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
  * so that decoding points into the log buffer without copying. The whole
  * is zero-padded to a multiple of 8 bytes, as libraft's disk format needs. */
@@ -33,7 +35,14 @@ enum cluster_cmd_type {
 	CMD_SERVER = 3,
 	CMD_RESTORE = 4,
 	CMD_CATALOG = 5,
-	CMD_SESSION = 6
+	CMD_SESSION = 6,
+	CMD_SECRET = 7
+};
+
+enum cluster_secret_op {
+	CMD_SECRET_PUT = 1,
+	CMD_SECRET_DELETE = 2,
+	CMD_SECRET_DELETE_TREE = 3
 };
 
 enum cluster_session_op { CMD_SESSION_CREATE = 1, CMD_SESSION_DESTROY = 2 };
@@ -61,6 +70,15 @@ struct cluster_cmd {
 	struct kv_session sess;
 	uint64_t now_ms;
 	char *sess_mem;
+	/* CMD_SECRET: the path and key ID copied (NUL-terminated), the box
+	 * pointing into the decoded buffer */
+	enum cluster_secret_op secret_op;
+	char *secret_path;
+	char secret_key_id[KV_SECRET_KEY_ID + 1];
+	const void *secret_box;
+	size_t secret_box_len;
+	bool secret_cas;
+	uint64_t secret_cas_index;
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
@@ -87,6 +105,12 @@ int cluster_cmd_encode_catalog(const struct cat_op *ops, size_t n,
 int cluster_cmd_encode_session(enum cluster_session_op op,
 			       const struct kv_session *sess, uint64_t now_ms,
 			       struct bcn_buf *out) BCN_MUST_CHECK;
+
+/* A sealed secret's put or delete (@key_id and @box only for a put). */
+int cluster_cmd_encode_secret(enum cluster_secret_op op, const char *path,
+			      const char *key_id, const void *box, size_t len,
+			      bool cas, uint64_t cas_index,
+			      struct bcn_buf *out) BCN_MUST_CHECK;
 
 /* Decode @buf[0..len) (borrowed: @out points into it, so it must outlive
  * @out). Returns 0, BCN_ENOMEM, or BCN_ECORRUPT for anything malformed:

@@ -193,7 +193,11 @@ static void print_config(const struct config *c)
 		printf("  \"%s\": ", opts[i].name);
 		switch (opts[i].type) {
 		case T_STR: {
-			json_t *s = json_string(*(char *const *)f);
+			/* A key never leaves the process, not even here. */
+			bool hide = strcmp(opts[i].name, "encrypt_key") == 0 &&
+				    (*(char *const *)f)[0] != '\0';
+			json_t *s = json_string(hide ? "(redacted)"
+						     : *(char *const *)f);
 			char *d =
 			    s != NULL ? json_dumps(s, JSON_ENCODE_ANY) : NULL;
 			printf("%s", d != NULL ? d : "null");

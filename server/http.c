@@ -59,6 +59,9 @@ static const struct route routes[] = {
     {"/v1/catalog/", true, HTTP_GET | HTTP_PUT, 0, http_catalog},
     {"/v1/health/", true, HTTP_GET, 0, http_health},
     {"/v1/session/", true, HTTP_GET | HTTP_PUT, 0, http_session},
+    {"/v1/secret/", true, HTTP_GET | HTTP_PUT | HTTP_DELETE, KV_MAX_VALUE_LEN,
+     http_secret},
+    {"/v1/operator/secrets", true, HTTP_GET | HTTP_PUT, 0, http_op_secrets},
     {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot},
     {"/v1/agent/metrics", false, HTTP_GET, 0, http_agent_metrics},
     {"/v1/status/live", false, HTTP_GET, 0, http_status_live},
@@ -749,6 +752,23 @@ void http_propose_session(struct http_req *r, enum cluster_session_op op,
 		return;
 	}
 	r->proposing = true;
+}
+
+int http_propose_secret(struct http_req *r, enum cluster_secret_op op,
+			const char *path, const char *key_id, const void *box,
+			size_t len, bool cas, uint64_t cas_index)
+{
+	int rc;
+
+	r->creq.data = r;
+	rc = cluster_propose_secret(r->srv->cluster, op, path, key_id, box, len,
+				    cas, cas_index, &r->creq, propose_cb);
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return rc;
+	}
+	r->proposing = true;
+	return 0;
 }
 
 void http_propose(struct http_req *r, const struct kv_op *ops, size_t n,

@@ -161,6 +161,10 @@ void http_propose_cat(struct http_req *r, const struct cat_op *ops, size_t n,
 void http_propose_session(struct http_req *r, enum cluster_session_op op,
 			  const struct kv_session *s,
 			  void (*done)(struct http_req *r, int status));
+/* Propose a sealed secret's write; @r->write_done must be set. */
+int http_propose_secret(struct http_req *r, enum cluster_secret_op op,
+			const char *path, const char *key_id, const void *box,
+			size_t len, bool cas, uint64_t cas_index);
 /* Reply 405 with the Allow header for @methods. */
 void http_method_not_allowed(struct http_req *r, unsigned methods);
 
@@ -207,3 +211,6 @@ void http_catalog(struct http_req *r);
 void http_health(struct http_req *r);
 /* http_session.c: /v1/session */
 void http_session(struct http_req *r);
+/* http_secret.c: /v1/secret, /v1/operator/secrets */
+void http_secret(struct http_req *r);
+void http_op_secrets(struct http_req *r);
