@@ -882,6 +882,9 @@ static int chk_set(struct cat_store *s, const struct cat_op *op,
 	size_t found;
 	uint64_t cidx = s->index;
 	bool node_level = k->service_id == NULL || k->service_id[0] == '\0';
+	/* What the check belonged to before, if it moves. */
+	char old_svc[CAT_MAX_NAME + 1] = "";
+	bool old_node_level = false, existed = false;
 	int rc = get_node(s, k->node, &cur, &found);
 
 	if (rc == 0 && found == 0) {
@@ -915,6 +918,9 @@ static int chk_set(struct cat_store *s, const struct cat_op *op,
 		    strcmp(c->service_name, want.service_name) == 0)
 			rc = -1;
 		cidx = c->create_index;
+		existed = true;
+		old_node_level = c->service_id[0] == '\0';
+		snprintf(old_svc, sizeof old_svc, "%s", c->service_name);
 	}
 	if (rc != 0) {
 		cat_rows_close(&cur);
@@ -923,6 +929,7 @@ static int chk_set(struct cat_store *s, const struct cat_op *op,
 	bcn_buf_init(&def);
 	cat_def_encode(&want.def, &def);
 	if (bcn_buf_failed(&def)) {
+		bcn_buf_close(&def);
 		cat_rows_close(&cur);
 		return BCN_ENOMEM;
 	}
@@ -943,6 +950,12 @@ static int chk_set(struct cat_store *s, const struct cat_op *op,
 	if (rc == 0)
 		rc = touch_chk(s, want.node, want.id, want.service_name,
 			       node_level);
+	/* A check that moved: whatever it counted for before changed too. */
+	if (rc == 0 && existed && old_node_level && !node_level)
+		rc = touch_node_services(s, want.node);
+	else if (rc == 0 && existed && !old_node_level &&
+		 strcmp(old_svc, want.service_name) != 0)
+		rc = touch(s, 's', old_svc);
 	cat_rows_close(&cur);
 	return rc;
 }
@@ -1017,8 +1030,14 @@ int cat_apply(struct cat_store *s, const struct cat_op *ops, size_t n,
 	}
 	s->index = index;
 	rc = step_done(s->st[ST_SAVEPOINT]);
-	if (rc != 0)
+	if (rc != 0) {
+		if (res != NULL) {
+			res->ok = false;
+			snprintf(res->what, sizeof res->what, "%s",
+				 bcn_strerror(rc));
+		}
 		return rc;
+	}
 	for (size_t i = 0; i < n && rc == 0; i++)
 		rc = run_op(s, &ops[i], i, res);
 	/* The overall index moves only if a topic did. */
