@@ -10,7 +10,7 @@
 
 CC       ?= cc
 SANCC    ?= clang
-PKGS     := libuv sqlite3 jansson libmicrohttpd raft libcurl libxxhash libsodium
+PKGS     := libuv sqlite3 jansson libmicrohttpd raft libcurl libxxhash libsodium gnutls
 RAFT_MIN := 0.17.1
 
 WARN     := -Wall -Wextra -Werror -Wshadow -Wstrict-prototypes \

@@ -132,6 +132,13 @@ int kv_store_open(struct kv_store **out, struct sqlite3 *db, char *errmsg)
 		if (rc != 0)
 			kv_int_session_close(s);
 	}
+	if (rc == 0) {
+		rc = kv_int_acl_open(s, errmsg);
+		if (rc != 0) {
+			kv_int_session_close(s);
+			kv_int_secret_close(s);
+		}
+	}
 	if (rc != 0)
 		goto err_finalize;
 	*out = s;
@@ -159,6 +166,7 @@ void kv_store_close(struct kv_store *s)
 		sqlite3_finalize(s->st[i]);
 	kv_int_session_close(s);
 	kv_int_secret_close(s);
+	kv_int_acl_close(s);
 	free_keys(s->changed, s->n_changed);
 	free_keys(s->taken, s->n_taken);
 	bcn_free(s);

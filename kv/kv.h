@@ -263,3 +263,70 @@ int kv_secret_put(struct kv_store *s, const char *path, const char *key_id,
 /* Delete @path, or everything under it with @tree. */
 int kv_secret_delete(struct kv_store *s, const char *path, bool tree,
 		     uint64_t index) BCN_MUST_CHECK;
+
+/* ---- ACL tokens and policies (kv/acl.c) -----------------------------------
+ *
+ * Replicated as any state; the server module parses rules and decides.
+ * Tokens are stored by a hash of their secret, never the secret itself. */
+
+#define KV_ACL_ID_LEN	36
+#define KV_ACL_HASH_LEN 32
+
+struct kv_acl_token {
+	char accessor[KV_ACL_ID_LEN + 1];
+	unsigned char hash[KV_ACL_HASH_LEN];
+	const char *description;
+	const char *policies; /* packed policy IDs "a\0b\0" */
+	size_t policies_len;
+	bool management;
+	uint64_t create_time_ms;
+	uint64_t create_index, modify_index;
+	void *mem_;
+};
+
+struct kv_acl_policy {
+	char id[KV_ACL_ID_LEN + 1];
+	const char *name, *description, *rules;
+	uint64_t create_index, modify_index;
+	void *mem_;
+};
+
+void kv_acl_token_close(struct kv_acl_token *t);
+void kv_acl_policy_close(struct kv_acl_policy *p);
+
+/* Look up: 0, BCN_ENOTFOUND, BCN_ENOMEM or BCN_EIO. */
+int kv_acl_token_by_hash(struct kv_store *s,
+			 const unsigned char hash[KV_ACL_HASH_LEN],
+			 struct kv_acl_token *out) BCN_MUST_CHECK;
+int kv_acl_token_get(struct kv_store *s, const char *accessor,
+		     struct kv_acl_token *out) BCN_MUST_CHECK;
+int kv_acl_policy_get(struct kv_store *s, const char *id_or_name, bool by_name,
+		      struct kv_acl_policy *out) BCN_MUST_CHECK;
+/* Every token or policy, by ID: @cb(@arg, item) for each; the item is
+ * valid during the call only. */
+int kv_acl_tokens(struct kv_store *s,
+		  void (*cb)(void *arg, const struct kv_acl_token *t),
+		  void *arg) BCN_MUST_CHECK;
+int kv_acl_policies(struct kv_store *s,
+		    void (*cb)(void *arg, const struct kv_acl_policy *p),
+		    void *arg) BCN_MUST_CHECK;
+/* The index at which ACLs were bootstrapped (0: never). */
+int kv_acl_bootstrapped(struct kv_store *s, uint64_t *index) BCN_MUST_CHECK;
+/* The ACL tables' index (last change, at least 1). */
+int kv_acl_index(struct kv_store *s, uint64_t *index) BCN_MUST_CHECK;
+
+enum kv_acl_op {
+	KV_ACL_BOOTSTRAP = 1, /* @token, only if never bootstrapped */
+	KV_ACL_TOKEN_SET,
+	KV_ACL_TOKEN_DELETE,
+	KV_ACL_POLICY_SET, /* fails if another policy has the name */
+	KV_ACL_POLICY_DELETE,
+	KV_ACL_OP_NR
+};
+
+/* Apply at @index; @ok false when refused (bootstrapped already, a name
+ * taken, a token naming a policy that does not exist). */
+int kv_acl_apply(struct kv_store *s, enum kv_acl_op op,
+		 const struct kv_acl_token *token,
+		 const struct kv_acl_policy *policy, uint64_t index,
+		 bool *ok) BCN_MUST_CHECK;

@@ -49,6 +49,23 @@ enum {
 	KV_SST_NR
 };
 
+/* acl.c's statements. */
+enum {
+	KV_AST_TOK_HASH,
+	KV_AST_TOK_GET,
+	KV_AST_TOK_ALL,
+	KV_AST_TOK_PUT,
+	KV_AST_TOK_DEL,
+	KV_AST_POL_ID,
+	KV_AST_POL_NAME,
+	KV_AST_POL_ALL,
+	KV_AST_POL_PUT,
+	KV_AST_POL_DEL,
+	KV_AST_META_GET,
+	KV_AST_META_PUT,
+	KV_AST_NR
+};
+
 /* secret.c's statements. */
 enum {
 	KV_XST_GET,
@@ -66,6 +83,7 @@ struct kv_store {
 	sqlite3_stmt *st[ST_NR];
 	sqlite3_stmt *sst[KV_SST_NR]; /* session.c's */
 	sqlite3_stmt *xst[KV_XST_NR]; /* secret.c's */
+	sqlite3_stmt *ast[KV_AST_NR]; /* acl.c's */
 	/* Keys changed since the last kv_changes_take(); bcn_malloc'd. */
 	char **changed;
 	size_t n_changed, cap_changed;
@@ -86,6 +104,10 @@ int kv_int_fail(struct kv_result *res, size_t i, const char *fmt, ...)
     BCN_PRINTF(3, 4);
 int kv_int_result_add(struct kv_store *s, struct kv_result *res,
 		      const char *key, bool with_value);
+
+/* acl.c: its tables and statements. */
+int kv_int_acl_open(struct kv_store *s, char *errmsg);
+void kv_int_acl_close(struct kv_store *s);
 
 /* secret.c: its table and statements. */
 int kv_int_secret_open(struct kv_store *s, char *errmsg);

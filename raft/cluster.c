@@ -298,6 +298,14 @@ static int fsm_apply(struct raft_fsm *fsm, const struct raft_buffer *buf,
 			req->result.ok = ok;
 		break;
 	}
+	case CMD_ACL: {
+		bool ok;
+		rc = kv_acl_apply(c->kv, cmd.acl_op, &cmd.acl_token,
+				  &cmd.acl_policy, index, &ok);
+		if (rc == 0 && req != NULL)
+			req->result.ok = ok;
+		break;
+	}
 	case CMD_SESSION: {
 		bool ok;
 		rc = cmd.sess_op == CMD_SESSION_CREATE
@@ -1059,6 +1067,24 @@ int cluster_propose_session(struct cluster *c, enum cluster_session_op op,
 		return BCN_ENOTLEADER;
 	bcn_buf_init(&enc);
 	rc = cluster_cmd_encode_session(op, sess, now_ms, &enc);
+	if (rc == 0)
+		rc = propose(c, &enc, req, cb);
+	bcn_buf_close(&enc);
+	return rc;
+}
+
+int cluster_propose_acl(struct cluster *c, enum kv_acl_op op,
+			const struct kv_acl_token *t,
+			const struct kv_acl_policy *p, struct cluster_req *req,
+			cluster_req_cb cb)
+{
+	struct bcn_buf enc;
+	int rc;
+
+	if (!cluster_serving(c))
+		return BCN_ENOTLEADER;
+	bcn_buf_init(&enc);
+	rc = cluster_cmd_encode_acl(op, t, p, &enc);
 	if (rc == 0)
 		rc = propose(c, &enc, req, cb);
 	bcn_buf_close(&enc);

@@ -113,6 +113,12 @@ int cluster_propose_session(struct cluster *c, enum cluster_session_op op,
 			    struct cluster_req *req,
 			    cluster_req_cb cb) BCN_MUST_CHECK;
 
+/* Propose an ACL change (kv_acl_apply); @req->result.ok as it says. */
+int cluster_propose_acl(struct cluster *c, enum kv_acl_op op,
+			const struct kv_acl_token *t,
+			const struct kv_acl_policy *p, struct cluster_req *req,
+			cluster_req_cb cb) BCN_MUST_CHECK;
+
 /* Propose a sealed secret's put or delete (raft/codec.h); @req->result.ok
  * false when a CAS did not match. */
 int cluster_propose_secret(struct cluster *c, enum cluster_secret_op op,

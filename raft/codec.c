@@ -136,6 +136,75 @@ int cluster_cmd_encode_secret(enum cluster_secret_op op, const char *path,
 	return pad(out);
 }
 
+static const char *take_str(struct bcn_cursor *c, char *mem, size_t *off,
+			    size_t max);
+static const char *take_list(struct bcn_cursor *c, char *mem, size_t *off,
+			     size_t *len);
+
+static void put_str0(struct bcn_buf *b, const char *s)
+{
+	bcn_buf_put_blob(b, s != NULL ? s : "", s != NULL ? strlen(s) : 0);
+}
+
+int cluster_cmd_encode_acl(enum kv_acl_op op, const struct kv_acl_token *t,
+			   const struct kv_acl_policy *p, struct bcn_buf *out)
+{
+	static const struct kv_acl_token no_token;
+	static const struct kv_acl_policy no_policy;
+
+	if (t == NULL)
+		t = &no_token;
+	if (p == NULL)
+		p = &no_policy;
+	bcn_buf_put_u8(out, CLUSTER_CODEC_VERSION);
+	bcn_buf_put_u8(out, CMD_ACL);
+	bcn_buf_put_u8(out, (uint8_t)op);
+	put_str0(out, t->accessor);
+	bcn_buf_put_blob(out, t->hash, KV_ACL_HASH_LEN);
+	put_str0(out, t->description);
+	bcn_buf_put_blob(out, t->policies, t->policies_len);
+	bcn_buf_put_u8(out, t->management);
+	bcn_buf_put_u64(out, t->create_time_ms);
+	put_str0(out, p->id);
+	put_str0(out, p->name);
+	put_str0(out, p->description);
+	put_str0(out, p->rules);
+	return pad(out);
+}
+
+static int decode_acl(struct bcn_cursor *c, size_t len, struct cluster_cmd *out)
+{
+	struct kv_acl_token *t = &out->acl_token;
+	struct kv_acl_policy *p = &out->acl_policy;
+	const char *s;
+	const void *hash;
+	size_t off = 0, hlen;
+
+	out->acl_mem = bcn_malloc(len + 16);
+	if (out->acl_mem == NULL)
+		return BCN_ENOMEM;
+	out->acl_op = bcn_cursor_u8(c);
+	s = take_str(c, out->acl_mem, &off, KV_ACL_ID_LEN);
+	snprintf(t->accessor, sizeof t->accessor, "%s", s);
+	hash = bcn_cursor_blob(c, &hlen);
+	if (c->err || hlen != KV_ACL_HASH_LEN)
+		return BCN_ECORRUPT;
+	memcpy(t->hash, hash, KV_ACL_HASH_LEN);
+	t->description = take_str(c, out->acl_mem, &off, 65536);
+	t->policies = take_list(c, out->acl_mem, &off, &t->policies_len);
+	t->management = bcn_cursor_u8(c) != 0;
+	t->create_time_ms = bcn_cursor_u64(c);
+	s = take_str(c, out->acl_mem, &off, KV_ACL_ID_LEN);
+	snprintf(p->id, sizeof p->id, "%s", s);
+	p->name = take_str(c, out->acl_mem, &off, 512);
+	p->description = take_str(c, out->acl_mem, &off, 65536);
+	p->rules = take_str(c, out->acl_mem, &off, 65536);
+	if (c->err || out->acl_op < KV_ACL_BOOTSTRAP ||
+	    out->acl_op >= KV_ACL_OP_NR)
+		return BCN_ECORRUPT;
+	return 0;
+}
+
 static int decode_secret(struct bcn_cursor *c, struct cluster_cmd *out)
 {
 	size_t plen, klen;
@@ -271,6 +340,13 @@ int cluster_cmd_decode(const void *buf, size_t len, struct cluster_cmd *out)
 		    !take_name(&c, out->server_http))
 			goto corrupt;
 		break;
+	case CMD_ACL:
+		rc = decode_acl(&c, len, out);
+		if (rc == BCN_ENOMEM)
+			return rc;
+		if (rc != 0)
+			goto corrupt;
+		break;
 	case CMD_SECRET:
 		rc = decode_secret(&c, out);
 		if (rc == BCN_ENOMEM)
@@ -373,5 +449,6 @@ void cluster_cmd_close(struct cluster_cmd *c)
 	bcn_free(c->cat_ops);
 	bcn_free(c->sess_mem);
 	bcn_free(c->secret_path);
+	bcn_free(c->acl_mem);
 	memset(c, 0, sizeof *c);
 }

@@ -12,6 +12,10 @@
  *                create: blob name | blob node | u64 lock_delay_ms |
  *                u8 behavior | u64 ttl_ms | blob node_checks |
  *                blob service_checks
+ *   CMD_ACL: u8 op (enum kv_acl_op) | token: blob accessor | blob hash |
+ *            blob description | blob policies | u8 management |
+ *            u64 created | policy: blob id | blob name | blob description |
+ *            blob rules
  *   CMD_SECRET: u8 what (1 put, 2 delete, 3 delete tree) | blob path |
  *               blob key id | blob box | u8 cas | u64 cas index
  * where blob = u32 length | bytes, integers big-endian. Keys carry their NUL
@@ -36,7 +40,8 @@ enum cluster_cmd_type {
 	CMD_RESTORE = 4,
 	CMD_CATALOG = 5,
 	CMD_SESSION = 6,
-	CMD_SECRET = 7
+	CMD_SECRET = 7,
+	CMD_ACL = 8
 };
 
 enum cluster_secret_op {
@@ -79,6 +84,11 @@ struct cluster_cmd {
 	size_t secret_box_len;
 	bool secret_cas;
 	uint64_t secret_cas_index;
+	/* CMD_ACL: strings copied into @acl_mem */
+	enum kv_acl_op acl_op;
+	struct kv_acl_token acl_token;
+	struct kv_acl_policy acl_policy;
+	char *acl_mem;
 };
 
 /* Append the encoding of @ops to @out. Returns 0, BCN_ENOMEM, or BCN_EINVAL
@@ -111,6 +121,12 @@ int cluster_cmd_encode_secret(enum cluster_secret_op op, const char *path,
 			      const char *key_id, const void *box, size_t len,
 			      bool cas, uint64_t cas_index,
 			      struct bcn_buf *out) BCN_MUST_CHECK;
+
+/* An ACL change (kv.h: kv_acl_apply); both records are encoded, the op
+ * says which counts. */
+int cluster_cmd_encode_acl(enum kv_acl_op op, const struct kv_acl_token *t,
+			   const struct kv_acl_policy *p,
+			   struct bcn_buf *out) BCN_MUST_CHECK;
 
 /* Decode @buf[0..len) (borrowed: @out points into it, so it must outlive
  * @out). Returns 0, BCN_ENOMEM, or BCN_ECORRUPT for anything malformed:

@@ -194,7 +194,8 @@ static void print_config(const struct config *c)
 		switch (opts[i].type) {
 		case T_STR: {
 			/* A key never leaves the process, not even here. */
-			bool hide = strcmp(opts[i].name, "encrypt_key") == 0 &&
+			bool hide = (strcmp(opts[i].name, "encrypt_key") == 0 ||
+				     strcmp(opts[i].name, "acl_token") == 0) &&
 				    (*(char *const *)f)[0] != '\0';
 			json_t *s = json_string(hide ? "(redacted)"
 						     : *(char *const *)f);

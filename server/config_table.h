@@ -44,5 +44,43 @@
 	  "maximum concurrent HTTP connections")                              \
 	X(http_idle_timeout, DUR, "120s", 1000, 86400000,                     \
 	  "close idle keep-alive HTTP connections after this long")           \
+	X(dns_addr, STR, "127.0.0.1:8600", 0, 0,                              \
+	  "DNS listen address, UDP and TCP (\"\": no DNS)")                   \
+	X(dns_domain, STR, "consul", 0, 0, "DNS domain served")               \
+	X(dns_alt_domain, STR, "", 0, 0,                                      \
+	  "a second DNS domain served (\"\": none)")                          \
+	X(dns_only_passing, BOOL, "false", 0, 0,                              \
+	  "DNS: leave out instances with a warning check too")                \
+	X(dns_enable_truncate, BOOL, "true", 0, 0,                            \
+	  "DNS: set TC when a UDP answer was cut to fit, so that resolvers "  \
+	  "retry over TCP")                                                   \
+	X(dns_udp_answer_limit, UINT, "3", 1, 4096,                           \
+	  "DNS: most answers in a UDP reply of 512 bytes (no EDNS0)")         \
+	X(dns_node_ttl, DUR, "0s", 0, 2147483000,                             \
+	  "DNS TTL of node, addr, NS and PTR records")                        \
+	X(dns_service_ttl, STR, "", 0, 0,                                     \
+	  "DNS TTLs of services: NAME=DUR,PREFIX*=DUR,*=DUR (default 0s)")    \
+	X(dns_recursor, STR, "", 0, 0,                                        \
+	  "DNS: forward other names to this HOST[:PORT] (\"\": refuse them)") \
+	X(encrypt_key_file, STR, "", 0, 0,                                    \
+	  "file of secret keys, one base64 key a line, the first seals "      \
+	  "(beacon keygen)")                                                  \
+	X(encrypt_key, STR, "", 0, 0,                                         \
+	  "base64 secret key (prefer BEACON_ENCRYPT_KEY to the flag)")        \
+	X(acl_enabled, BOOL, "false", 0, 0, "enforce ACL tokens")             \
+	X(acl_default_policy, STR, "allow", 0, 0,                             \
+	  "ACL policy without a matching rule: allow or deny")                \
+	X(acl_token, STR, "", 0, 0,                                           \
+	  "token this server sends on its own calls (joining with ACLs on; "  \
+	  "prefer BEACON_ACL_TOKEN)")                                         \
+	X(tls_cert, STR, "", 0, 0,                                            \
+	  "PEM certificate: serve the HTTP API over HTTPS only")              \
+	X(tls_key, STR, "", 0, 0, "PEM private key of --tls-cert")            \
+	X(tls_ca, STR, "", 0, 0,                                              \
+	  "PEM CA bundle: verify servers (forwarding) and clients")           \
+	X(tls_verify_incoming, BOOL, "false", 0, 0,                           \
+	  "require a client certificate signed by --tls-ca")                  \
+	X(audit_log, STR, "", 0, 0,                                           \
+	  "append a JSON line per write and secret read to this file")        \
 	X(log_level, STR, "info", 0, 0, "debug, info, warn or error")         \
 	X(log_format, STR, "text", 0, 0, "text or json")

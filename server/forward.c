@@ -166,6 +166,29 @@ static void done_cb(struct bcn_curl_xfer *x, CURLcode res)
 	finish(f->s, f, res);
 }
 
+static bool tls(const struct srv *s)
+{
+	return s->cfg->tls_cert[0] != '\0';
+}
+
+/* Servers talk to each other as clients do: HTTPS verified against
+ * --tls-ca, with this server's certificate as the client's (for
+ * --tls-verify-incoming). */
+static void set_tls(const struct srv *s, CURL *e)
+{
+	const struct config *c = s->cfg;
+
+	if (!tls(s)) {
+		curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "http");
+		return;
+	}
+	curl_easy_setopt(e, CURLOPT_PROTOCOLS_STR, "https");
+	if (c->tls_ca[0] != '\0')
+		curl_easy_setopt(e, CURLOPT_CAINFO, c->tls_ca);
+	curl_easy_setopt(e, CURLOPT_SSLCERT, c->tls_cert);
+	curl_easy_setopt(e, CURLOPT_SSLKEY, c->tls_key);
+}
+
 static bool add_header(struct fwd *f, const char *line)
 {
 	struct curl_slist *l = curl_slist_append(f->hdrs, line);
@@ -206,7 +229,8 @@ void fwd_start(struct http_req *r)
 		http_reply_err(r, BCN_ENOMEM);
 		return;
 	}
-	snprintf(url, sizeof url, "http://%s%s", leader, r->raw_uri);
+	snprintf(url, sizeof url, "%s://%s%s", tls(s) ? "https" : "http",
+		 leader, r->raw_uri);
 	snprintf(line, sizeof line, "%s: %s", FWD_HEADER, s->cfg->node);
 	ok &= add_header(f, line);
 	ok &= add_header(f, "Expect:");
@@ -225,7 +249,7 @@ void fwd_start(struct http_req *r)
 	curl_easy_setopt(f->easy, CURLOPT_HEADERDATA, f);
 	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->err);
 	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http");
+	set_tls(s, f->easy);
 	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS, 2000L);
 	/* A blocking query holds up to 10 min + wait/16 on the leader. */
 	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS,
@@ -250,10 +274,18 @@ void fwd_start(struct http_req *r)
 	}
 }
 
-int fwd_call(struct srv *s, const char *url, const char *method,
+int fwd_call(struct srv *s, const char *url_in, const char *method,
 	     const char *body, long timeout_ms, fwd_done_cb done, void *data)
 {
 	struct fwd *f;
+	bool ok = true;
+	char url[1200];
+
+	/* Callers write http://; with TLS every server speaks HTTPS. */
+	if (tls(s) && strncmp(url_in, "http://", 7) == 0)
+		snprintf(url, sizeof url, "https://%s", url_in + 7);
+	else
+		snprintf(url, sizeof url, "%s", url_in);
 
 	if (ensure_multi(s) != 0 || (f = bcn_calloc(1, sizeof *f)) == NULL)
 		return BCN_ENOMEM;
@@ -262,7 +294,13 @@ int fwd_call(struct srv *s, const char *url, const char *method,
 	f->data = data;
 	f->xfer.data = f;
 	f->easy = curl_easy_init();
-	if (f->easy == NULL || !add_header(f, "Expect:") ||
+	if (s->cfg->acl_token[0] != '\0') {
+		char line[600];
+		snprintf(line, sizeof line, "X-Consul-Token: %s",
+			 s->cfg->acl_token);
+		ok = add_header(f, line);
+	}
+	if (f->easy == NULL || !ok || !add_header(f, "Expect:") ||
 	    !add_header(f, "Content-Type: application/json")) {
 		if (f->easy != NULL)
 			curl_easy_cleanup(f->easy);
@@ -276,7 +314,7 @@ int fwd_call(struct srv *s, const char *url, const char *method,
 	curl_easy_setopt(f->easy, CURLOPT_WRITEDATA, f);
 	curl_easy_setopt(f->easy, CURLOPT_ERRORBUFFER, f->err);
 	curl_easy_setopt(f->easy, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(f->easy, CURLOPT_PROTOCOLS_STR, "http");
+	set_tls(s, f->easy);
 	curl_easy_setopt(f->easy, CURLOPT_CONNECTTIMEOUT_MS,
 			 timeout_ms < 2000 ? timeout_ms : 2000L);
 	curl_easy_setopt(f->easy, CURLOPT_TIMEOUT_MS, timeout_ms);

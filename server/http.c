@@ -4,6 +4,7 @@
 #include "server/http.h"
 
 #include <arpa/inet.h>
+#include <gnutls/gnutls.h>
 #include <microhttpd.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -15,6 +16,8 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "common/parse.h"
+#include "server/acl.h"
+#include "server/audit.h"
 #include "server/forward.h"
 #include "server/metrics.h"
 #include "server/srv.h"
@@ -35,37 +38,49 @@ struct route {
 	unsigned methods;
 	uint64_t body_limit;
 	http_fn fn;
+	/* ACLs checked before the route runs: R(resource) (read for GET,
+	 * write otherwise) or W(resource) (write always); 0: the route
+	 * decides, or no ACL. */
+	unsigned acl;
 };
+
+#define R(res) ((unsigned)(res) + 1)
+#define W(res) (((unsigned)(res) + 1) | 0x100)
 
 static const struct route routes[] = {
     {"/v1/kv/", true, HTTP_GET | HTTP_PUT | HTTP_DELETE, KV_MAX_VALUE_LEN,
-     http_kv},
-    {"/v1/txn", false, HTTP_PUT, 512 * 1024, http_txn},
-    {"/v1/status/leader", false, HTTP_GET, 0, http_status_leader},
-    {"/v1/status/peers", false, HTTP_GET, 0, http_status_peers},
-    {"/v1/operator/raft/join", false, HTTP_PUT, 0, http_op_join},
-    {"/v1/operator/raft/configuration", false, HTTP_GET, 0, http_op_config},
-    {"/v1/operator/raft/peer", false, HTTP_DELETE, 0, http_op_peer},
+     http_kv, 0},
+    {"/v1/txn", false, HTTP_PUT, 512 * 1024, http_txn, 0},
+    {"/v1/status/leader", false, HTTP_GET, 0, http_status_leader, 0},
+    {"/v1/status/peers", false, HTTP_GET, 0, http_status_peers, 0},
+    {"/v1/operator/raft/join", false, HTTP_PUT, 0, http_op_join, 0},
+    {"/v1/operator/raft/configuration", false, HTTP_GET, 0, http_op_config,
+     R(ACL_OPERATOR)},
+    {"/v1/operator/raft/peer", false, HTTP_DELETE, 0, http_op_peer,
+     R(ACL_OPERATOR)},
     {"/v1/operator/raft/transfer-leader", false, HTTP_POST | HTTP_PUT, 0,
-     http_op_transfer},
-    {"/v1/agent/self", false, HTTP_GET, 0, http_agent_self},
-    {"/v1/agent/members", false, HTTP_GET, 0, http_agent_members},
-    {"/v1/agent/services", false, HTTP_GET, 0, http_agent_services},
-    {"/v1/agent/service/", true, HTTP_GET | HTTP_PUT, 0, http_agent_service},
-    {"/v1/agent/checks", false, HTTP_GET, 0, http_agent_checks},
-    {"/v1/agent/check/", true, HTTP_GET | HTTP_PUT, 0, http_agent_check},
-    {"/v1/agent/maintenance", false, HTTP_PUT, 0, http_agent_maintenance},
-    {"/v1/agent/health/service/", true, HTTP_GET, 0, http_agent_health},
-    {"/v1/catalog/", true, HTTP_GET | HTTP_PUT, 0, http_catalog},
-    {"/v1/health/", true, HTTP_GET, 0, http_health},
-    {"/v1/session/", true, HTTP_GET | HTTP_PUT, 0, http_session},
+     http_op_transfer, R(ACL_OPERATOR)},
+    {"/v1/agent/self", false, HTTP_GET, 0, http_agent_self, R(ACL_AGENT)},
+    {"/v1/agent/members", false, HTTP_GET, 0, http_agent_members, R(ACL_AGENT)},
+    {"/v1/agent/services", false, HTTP_GET, 0, http_agent_services, 0},
+    {"/v1/agent/service/", true, HTTP_GET | HTTP_PUT, 0, http_agent_service, 0},
+    {"/v1/agent/checks", false, HTTP_GET, 0, http_agent_checks, 0},
+    {"/v1/agent/check/", true, HTTP_GET | HTTP_PUT, 0, http_agent_check, 0},
+    {"/v1/agent/maintenance", false, HTTP_PUT, 0, http_agent_maintenance, 0},
+    {"/v1/agent/health/service/", true, HTTP_GET, 0, http_agent_health, 0},
+    {"/v1/catalog/", true, HTTP_GET | HTTP_PUT, 0, http_catalog, 0},
+    {"/v1/health/", true, HTTP_GET, 0, http_health, 0},
+    {"/v1/session/", true, HTTP_GET | HTTP_PUT, 0, http_session, 0},
     {"/v1/secret/", true, HTTP_GET | HTTP_PUT | HTTP_DELETE, KV_MAX_VALUE_LEN,
-     http_secret},
-    {"/v1/operator/secrets", true, HTTP_GET | HTTP_PUT, 0, http_op_secrets},
-    {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot},
-    {"/v1/agent/metrics", false, HTTP_GET, 0, http_agent_metrics},
-    {"/v1/status/live", false, HTTP_GET, 0, http_status_live},
-    {"/v1/status/ready", false, HTTP_GET, 0, http_status_ready},
+     http_secret, 0},
+    {"/v1/operator/secrets", true, HTTP_GET | HTTP_PUT, 0, http_op_secrets,
+     R(ACL_OPERATOR)},
+    {"/v1/acl/", true, HTTP_GET | HTTP_PUT | HTTP_DELETE, 0, http_acl_route, 0},
+    {"/v1/snapshot", false, HTTP_GET | HTTP_PUT, 1024ULL << 20, http_snapshot,
+     W(ACL_ACL)},
+    {"/v1/agent/metrics", false, HTTP_GET, 0, http_agent_metrics, R(ACL_AGENT)},
+    {"/v1/status/live", false, HTTP_GET, 0, http_status_live, 0},
+    {"/v1/status/ready", false, HTTP_GET, 0, http_status_ready, 0},
 };
 
 static void mhd_run(struct srv *s);
@@ -113,6 +128,7 @@ static void req_free(struct http_req *r)
 	bcn_free(r->watch_key);
 	bcn_free(r->change);
 	bcn_free(r->raw_uri);
+	acl_authz_close(&r->authz);
 	bcn_free(r);
 }
 
@@ -154,6 +170,7 @@ static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
 	if (r->status != 0)
 		metrics_http(r->srv, r->route_idx, r->status,
 			     (double)(uv_hrtime() - r->start_ns) / 1e6);
+	audit_request(r);
 	if (r->watching)
 		watch_remove(r);
 	if (r->held)
@@ -193,8 +210,15 @@ static void add_meta(struct http_req *r)
 				: r->consistency == HTTP_CONSISTENT
 				    ? "consistent"
 				    : "leader");
-	MHD_add_response_header(r->resp, "X-Consul-Default-ACL-Policy",
-				"allow");
+	MHD_add_response_header(
+	    r->resp, "X-Consul-Default-ACL-Policy",
+	    strcmp(r->srv->cfg->acl_default_policy, "deny") == 0 &&
+		    r->srv->cfg->acl_enabled
+		? "deny"
+		: "allow");
+	if (r->filtered && !r->authz.anonymous)
+		MHD_add_response_header(
+		    r->resp, "X-Consul-Results-Filtered-By-ACLs", "true");
 }
 
 /* Hand the response to libmicrohttpd, now or when the connection resumes. */
@@ -754,6 +778,22 @@ void http_propose_session(struct http_req *r, enum cluster_session_op op,
 	r->proposing = true;
 }
 
+void http_propose_acl(struct http_req *r, enum kv_acl_op op,
+		      const struct kv_acl_token *t,
+		      const struct kv_acl_policy *p)
+{
+	int rc;
+
+	r->creq.data = r;
+	rc = cluster_propose_acl(r->srv->cluster, op, t, p, &r->creq,
+				 propose_cb);
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return;
+	}
+	r->proposing = true;
+}
+
 int http_propose_secret(struct http_req *r, enum cluster_secret_op op,
 			const char *path, const char *key_id, const void *box,
 			size_t len, bool cas, uint64_t cas_index)
@@ -974,6 +1014,108 @@ static enum MHD_Result queue(struct http_req *r)
 	return ret;
 }
 
+void http_client_ip(struct http_req *r, char *out, size_t cap)
+{
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+	    r->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	const struct sockaddr *sa = ci != NULL ? ci->client_addr : NULL;
+
+	out[0] = '\0';
+	if (sa != NULL && sa->sa_family == AF_INET)
+		inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr,
+			  out, (socklen_t)cap);
+	else if (sa != NULL && sa->sa_family == AF_INET6)
+		inet_ntop(AF_INET6,
+			  &((const struct sockaddr_in6 *)sa)->sin6_addr, out,
+			  (socklen_t)cap);
+}
+
+/* The request's token: X-Consul-Token, then Authorization: Bearer, then
+ * ?token= (python-consul's way). */
+static const char *token_of(struct http_req *r)
+{
+	const char *t = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+						    "X-Consul-Token");
+	const struct http_arg *a;
+
+	if (t != NULL && t[0] != '\0')
+		return t;
+	t = MHD_lookup_connection_value(r->conn, MHD_HEADER_KIND,
+					"Authorization");
+	if (t != NULL && strncasecmp(t, "Bearer ", 7) == 0)
+		return t + 7;
+	a = http_arg(r, "token");
+	return a != NULL ? a->value : NULL;
+}
+
+/* Who is asking. False with a 403 for an unknown token. */
+static bool resolve_token(struct http_req *r)
+{
+	const struct config *cfg = r->srv->cfg;
+	int rc;
+
+	if (r->srv->cluster == NULL)
+		return true; /* shutting down: the route answers */
+	rc = acl_resolve(
+	    cluster_kv(r->srv->cluster), token_of(r), cfg->acl_enabled,
+	    strcmp(cfg->acl_default_policy, "deny") != 0, &r->authz);
+	if (rc == BCN_ENOTFOUND) {
+		http_reply_text(r, 403, "ACL not found");
+		return false;
+	}
+	if (rc != 0) {
+		http_reply_err(r, rc);
+		return false;
+	}
+	return true;
+}
+
+/* The route-level ACL of @r's route (see struct route). */
+static bool route_acl(struct http_req *r)
+{
+	unsigned acl = routes[r->route_idx].acl;
+	enum acl_resource res;
+
+	if (acl == 0)
+		return true;
+	res = (enum acl_resource)((acl & 0xff) - 1);
+	return http_acl(r, res, res == ACL_AGENT ? r->srv->cfg->node : "",
+			(acl & 0x100) || r->method != HTTP_GET ? ACL_WRITE
+							       : ACL_READ);
+}
+
+bool http_acl(struct http_req *r, enum acl_resource res, const char *name,
+	      enum acl_access need)
+{
+	if (acl_allows(&r->authz, res, name, need))
+		return true;
+	if (r->authz.anonymous)
+		http_reply_text(r, 403,
+				"Permission denied: anonymous token lacks "
+				"permission '%s:%s' on \"%s\"",
+				acl_resource_name(res), acl_access_name(need),
+				name != NULL ? name : "");
+	else
+		http_reply_text(r, 403,
+				"Permission denied: token with AccessorID "
+				"'%s' lacks permission '%s:%s' on \"%s\"",
+				r->authz.accessor, acl_resource_name(res),
+				acl_access_name(need),
+				name != NULL ? name : "");
+	return false;
+}
+
+bool http_acl_visible(struct http_req *r, enum acl_resource res,
+		      const char *name)
+{
+	if (acl_allows(&r->authz, res, name, ACL_READ))
+		return true;
+	r->filtered = true;
+	return false;
+}
+
+static bool client_cert_ok(struct http_req *r);
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -992,6 +1134,8 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		r->conn = conn;
 		r->method_str = method;
 		r->method = parse_method(method);
+		if (!client_cert_ok(r))
+			return queue(r);
 		rt = check_request(r);
 		if (rt == NULL)
 			return queue(r);
@@ -1021,7 +1165,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		http_reply_text(r, 500, "Out of memory");
 	} else if (s->stopping) {
 		http_reply_err(r, BCN_ESHUTDOWN);
-	} else {
+	} else if (resolve_token(r) && route_acl(r)) {
 		http_fn fn = r->read_fn;
 		r->read_fn = NULL;
 		r->route_fn = fn;
@@ -1074,6 +1218,98 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	bcn_debug(MOD, "libmicrohttpd: %s", msg);
 }
 
+static char *slurp(const char *path, char *errmsg)
+{
+	FILE *f = fopen(path, "r");
+	struct bcn_buf b;
+	char chunk[4096];
+	size_t n;
+
+	if (f == NULL) {
+		bcn_errf(errmsg, "cannot read %s", path);
+		return NULL;
+	}
+	bcn_buf_init(&b);
+	while ((n = fread(chunk, 1, sizeof chunk, f)) > 0 && b.len < (1 << 20))
+		bcn_buf_put(&b, chunk, n);
+	fclose(f);
+	bcn_buf_putc(&b, '\0');
+	if (bcn_buf_failed(&b)) {
+		bcn_buf_close(&b);
+		bcn_errf(errmsg, "out of memory reading %s", path);
+		return NULL;
+	}
+	return bcn_buf_steal(&b, NULL);
+}
+
+/* --tls-cert/--tls-key (and --tls-ca for client certificates): HTTPS
+ * only. The PEM texts stay in @s while the daemon runs. */
+static int tls_load(struct srv *s, unsigned *flags, struct MHD_OptionItem *opts,
+		    char *errmsg)
+{
+	const struct config *c = s->cfg;
+	size_t n = 0;
+
+	if (c->tls_cert[0] == '\0') {
+		if (c->tls_key[0] != '\0' || c->tls_verify_incoming) {
+			bcn_errf(errmsg, "--tls-key and --tls-verify-incoming "
+					 "need --tls-cert");
+			return BCN_EINVAL;
+		}
+		opts[0] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+		return 0;
+	}
+	if (c->tls_key[0] == '\0' ||
+	    (c->tls_verify_incoming && c->tls_ca[0] == '\0')) {
+		bcn_errf(errmsg, "--tls-cert needs --tls-key (and "
+				 "--tls-verify-incoming needs --tls-ca)");
+		return BCN_EINVAL;
+	}
+	s->tls_cert_pem = slurp(c->tls_cert, errmsg);
+	s->tls_key_pem =
+	    s->tls_cert_pem != NULL ? slurp(c->tls_key, errmsg) : NULL;
+	if (s->tls_key_pem == NULL)
+		return BCN_EINVAL;
+	opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0,
+					    s->tls_cert_pem};
+	opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0,
+					    s->tls_key_pem};
+	if (c->tls_verify_incoming) {
+		s->tls_ca_pem = slurp(c->tls_ca, errmsg);
+		if (s->tls_ca_pem == NULL)
+			return BCN_EINVAL;
+		opts[n++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST,
+						    0, s->tls_ca_pem};
+	}
+	opts[n] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+	*flags |= MHD_USE_TLS;
+	return 0;
+}
+
+/* With --tls-verify-incoming: the client's certificate must verify
+ * against --tls-ca. */
+static bool client_cert_ok(struct http_req *r)
+{
+	const union MHD_ConnectionInfo *ci;
+	unsigned status = 0;
+
+	if (!r->srv->cfg->tls_verify_incoming)
+		return true;
+	ci = MHD_get_connection_info(r->conn,
+				     MHD_CONNECTION_INFO_GNUTLS_SESSION);
+	if (ci == NULL || ci->tls_session == NULL ||
+	    gnutls_certificate_verify_peers2((gnutls_session_t)ci->tls_session,
+					     &status) != 0 ||
+	    status != 0) {
+		http_reply_text(r, 403,
+				"A client certificate signed by the "
+				"cluster's CA is required");
+		http_add_header(r, "Connection", "close");
+		return false;
+	}
+	return true;
+}
+
 int http_start(struct srv *s, const char *addr, unsigned max_conns,
 	       unsigned idle_timeout_s, char *errmsg)
 {
@@ -1082,6 +1318,7 @@ int http_start(struct srv *s, const char *addr, unsigned max_conns,
 	char host[256];
 	const char *colon = strrchr(addr, ':');
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME | MHD_USE_ITC;
+	struct MHD_OptionItem tls_opts[4];
 	uint64_t port;
 	size_t hlen;
 
@@ -1109,9 +1346,11 @@ int http_start(struct srv *s, const char *addr, unsigned max_conns,
 		}
 		flags |= MHD_USE_IPv6;
 	}
+	if (tls_load(s, &flags, tls_opts, errmsg) != 0)
+		return BCN_EINVAL;
 	s->mhd = MHD_start_daemon(
-	    flags, (uint16_t)port, NULL, NULL, on_request, s,
-	    MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
+	    flags, (uint16_t)port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY,
+	    tls_opts, MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&ss,
 	    MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_CONNECTION_LIMIT, max_conns,
@@ -1129,7 +1368,8 @@ int http_start(struct srv *s, const char *addr, unsigned max_conns,
 	s->mhd_poll.data = s;
 	s->mhd_poll_open = true;
 	uv_poll_start(&s->mhd_poll, UV_READABLE, mhd_poll_cb);
-	bcn_info(MOD, "HTTP API on %s", addr);
+	bcn_info(MOD, "%s API on %s",
+		 s->tls_cert_pem != NULL ? "HTTPS" : "HTTP", addr);
 	mhd_run(s);
 	return 0;
 }
@@ -1174,6 +1414,12 @@ void http_close(struct srv *s)
 	}
 	bcn_free(s->heap);
 	s->heap = NULL;
+	bcn_free(s->tls_cert_pem);
+	if (s->tls_key_pem != NULL)
+		memset(s->tls_key_pem, 0, strlen(s->tls_key_pem));
+	bcn_free(s->tls_key_pem);
+	bcn_free(s->tls_ca_pem);
+	s->tls_cert_pem = s->tls_key_pem = s->tls_ca_pem = NULL;
 }
 
 void http_tick(struct srv *s)

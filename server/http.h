@@ -17,6 +17,7 @@
 
 #include "common/buf.h"
 #include "raft/cluster.h"
+#include "server/acl.h"
 #include "server/uri.h"
 
 struct srv;
@@ -87,7 +88,12 @@ struct http_req {
 	struct http_req *hprev, *hnext;
 	char fwd_failed_leader[256]; /* the leader a forward could not reach */
 	uint64_t fwd_failed_at;
-	char session_id[40];	       /* a session being created */
+	char session_id[40];	/* a session being created */
+	struct acl_authz authz; /* who asks (resolved at dispatch) */
+	bool filtered;		/* ACLs hid part of a list */
+	char acl_secret[40];	/* a token secret just made (wiped after) */
+	char acl_accessor[40];	/* the token or policy being written */
+	void *acl_list;		/* a listing being built */
 	struct cluster_change *change; /* owned; a membership change */
 	void (*change_ok)(struct http_req *r);
 	struct cluster_req creq;
@@ -114,6 +120,18 @@ unsigned http_inflight(struct srv *s);
 /* Append @ms as a JSON string in Go's time.Duration format ("10s",
  * "1m30s", "500ms"). */
 void http_put_duration(struct bcn_buf *b, uint64_t ms);
+
+/* The client's IP address as text ("" if unknown). */
+void http_client_ip(struct http_req *r, char *out, size_t cap);
+
+/* ACLs: true if the request's token may @need on @name of @res; else a
+ * 403 reply is set. */
+bool http_acl(struct http_req *r, enum acl_resource res, const char *name,
+	      enum acl_access need);
+/* For filtering lists: true if the item may be read; false marks the reply
+ * as filtered (X-Consul-Results-Filtered-By-ACLs). */
+bool http_acl_visible(struct http_req *r, enum acl_resource res,
+		      const char *name);
 
 /* Replies. Each sets the response once; later calls are ignored. */
 void http_reply(struct http_req *r, unsigned status, const char *ctype,
@@ -165,6 +183,9 @@ void http_propose_session(struct http_req *r, enum cluster_session_op op,
 int http_propose_secret(struct http_req *r, enum cluster_secret_op op,
 			const char *path, const char *key_id, const void *box,
 			size_t len, bool cas, uint64_t cas_index);
+void http_propose_acl(struct http_req *r, enum kv_acl_op op,
+		      const struct kv_acl_token *t,
+		      const struct kv_acl_policy *p);
 /* Reply 405 with the Allow header for @methods. */
 void http_method_not_allowed(struct http_req *r, unsigned methods);
 
@@ -214,3 +235,5 @@ void http_session(struct http_req *r);
 /* http_secret.c: /v1/secret, /v1/operator/secrets */
 void http_secret(struct http_req *r);
 void http_op_secrets(struct http_req *r);
+/* http_acl.c: /v1/acl */
+void http_acl_route(struct http_req *r);

@@ -841,6 +841,66 @@ static void written_true(struct http_req *r, int status)
 	written(r, status, "true");
 }
 
+/* ACLs on a write: false (with the 403 already set, which later replies
+ * cannot replace) if the token may not write @name of @res. */
+static bool acl_ok(struct http_req *r, struct parse *p, enum acl_resource res,
+		   const char *name)
+{
+	if (http_acl(r, res, name, ACL_WRITE))
+		return true;
+	p->status = 403;
+	return false;
+}
+
+/* The right a change of check @k needs: its service's, or its node's. */
+static bool check_acl_ok(struct http_req *r, struct parse *p,
+			 const struct cat_check *k)
+{
+	return k->service_id[0] != '\0'
+		   ? acl_ok(r, p, ACL_SERVICE, k->service_name)
+		   : acl_ok(r, p, ACL_NODE, k->node);
+}
+
+static bool check_visible(struct http_req *r, const struct cat_check *k)
+{
+	return k->service_id[0] != '\0'
+		   ? http_acl_visible(r, ACL_SERVICE, k->service_name)
+		   : http_acl_visible(r, ACL_NODE, k->node);
+}
+
+/* Drop from @rows what the token may not read: services (by their name
+ * and their node's), nodes, checks. Strings stay in the rows' blocks. */
+static void acl_filter_rows_opt(struct http_req *r, struct cat_rows *rows,
+				bool by_node)
+{
+	size_t w = 0;
+
+	if (!r->authz.enabled || r->authz.management)
+		return;
+	for (size_t i = 0; i < rows->n_svcs; i++) {
+		const struct cat_service *v = &rows->svcs[i];
+		if (http_acl_visible(r, ACL_SERVICE, v->name) &&
+		    (!by_node || http_acl_visible(r, ACL_NODE, v->node)))
+			rows->svcs[w++] = *v;
+	}
+	rows->n_svcs = w;
+	w = 0;
+	for (size_t i = 0; i < rows->n_nodes; i++)
+		if (http_acl_visible(r, ACL_NODE, rows->nodes[i].name))
+			rows->nodes[w++] = rows->nodes[i];
+	rows->n_nodes = w;
+	w = 0;
+	for (size_t i = 0; i < rows->n_chks; i++)
+		if (check_visible(r, &rows->chks[i]))
+			rows->chks[w++] = rows->chks[i];
+	rows->n_chks = w;
+}
+
+static void acl_filter_rows(struct http_req *r, struct cat_rows *rows)
+{
+	acl_filter_rows_opt(r, rows, true);
+}
+
 /* The ops to add: up to 2 + MAX_CHECKS × 2. */
 struct ops {
 	struct cat_op v[2 + 2 * MAX_CHECKS];
@@ -1004,6 +1064,8 @@ static void service_register(struct http_req *r)
 		op->keep_status = !given[n_chks];
 		n_chks++;
 	}
+	if (!acl_ok(r, &p, ACL_SERVICE, v->name))
+		goto out;
 	if (replace) {
 		/* Drop the service's checks that this registration does not
 		 * name. */
@@ -1073,12 +1135,16 @@ static void check_register(struct http_req *r)
 	if (op->chk.service_id[0] != '\0') {
 		struct cat_rows rows = {0};
 		int rc = cat_service(cat(r), node, op->chk.service_id, &rows);
-		cat_rows_close(&rows);
 		if (rc == BCN_ENOTFOUND)
 			fail(&p, 404, "ServiceID \"%s\" does not exist",
 			     op->chk.service_id);
 		else if (rc != 0)
 			fail(&p, 500, "%s", bcn_strerror(rc));
+		else
+			(void)acl_ok(r, &p, ACL_SERVICE, rows.svcs[0].name);
+		cat_rows_close(&rows);
+	} else {
+		(void)acl_ok(r, &p, ACL_NODE, node);
 	}
 out:
 	propose_or_fail(r, &p, &o, written_empty);
@@ -1101,6 +1167,20 @@ static void agent_deregister(struct http_req *r, bool service, const char *id)
 				service ? "Missing service ID"
 					: "Missing check ID");
 		return;
+	}
+	{
+		struct cat_rows rows = {0};
+		int rc = service ? cat_service(cat(r), agent_node(r), id, &rows)
+				 : cat_check(cat(r), agent_node(r), id, &rows);
+		bool ok =
+		    rc != 0 ||
+		    (service ? acl_ok(r, &p, ACL_SERVICE, rows.svcs[0].name)
+			     : check_acl_ok(r, &p, &rows.chks[0]));
+		cat_rows_close(&rows);
+		if (!ok) {
+			parse_close(&p);
+			return;
+		}
 	}
 	op = op_add(&o, service ? CAT_SERVICE_DELETE : CAT_CHECK_DELETE);
 	if (service) {
@@ -1140,6 +1220,8 @@ static void check_ttl(struct http_req *r, enum cat_status st, const char *id,
 
 	checks_set_leader(r->srv->checks, true); /* http_write_ok() said so */
 	rc = cat_check(cat(r), node, id, &rows);
+	if (rc == 0 && !check_acl_ok(r, &p, &rows.chks[0]))
+		goto out;
 	if (rc == 0) {
 		size_t max = rows.chks[0].def.output_max;
 		output = cap_output(&p, output, max > 0 ? max : CAT_MAX_OUTPUT);
@@ -1161,6 +1243,7 @@ static void check_ttl(struct http_req *r, enum cat_status st, const char *id,
 		}
 		propose_or_fail(r, &p, &o, written_empty);
 	}
+out:
 	cat_rows_close(&rows);
 	parse_close(&p);
 }
@@ -1212,7 +1295,11 @@ static void maintenance(struct http_req *r, const char *svc_id)
 	if (svc_id != NULL) {
 		struct cat_rows rows = {0};
 		int rc = cat_service(cat(r), node, svc_id, &rows);
+		bool ok =
+		    rc != 0 || acl_ok(r, &p, ACL_SERVICE, rows.svcs[0].name);
 		cat_rows_close(&rows);
+		if (!ok)
+			goto out;
 		if (rc == BCN_ENOTFOUND) {
 			http_reply_text(r, 404, "Unknown service ID \"%s\"",
 					svc_id);
@@ -1222,7 +1309,8 @@ static void maintenance(struct http_req *r, const char *svc_id)
 			http_reply_err(r, rc);
 			return;
 		}
-	} else if (!agent_node_op(r, &p, &o, node)) {
+	} else if (!acl_ok(r, &p, ACL_NODE, node) ||
+		   !agent_node_op(r, &p, &o, node)) {
 		goto out;
 	}
 	op = op_add(&o, enable ? CAT_CHECK_SET : CAT_CHECK_DELETE);
@@ -1271,6 +1359,7 @@ static void agent_services_read(struct http_req *r)
 		http_reply_err(r, rc);
 		goto out;
 	}
+	acl_filter_rows(r, &rows);
 	bcn_buf_init(&b);
 	bcn_buf_putc(&b, '{');
 	for (size_t i = 0, n = 0; i < rows.n_svcs; i++) {
@@ -1309,7 +1398,7 @@ static void agent_service_read(struct http_req *r)
 		http_reply_text(r, 404, "unknown service ID: %s", r->rest);
 	} else if (rc != 0) {
 		http_reply_err(r, rc);
-	} else {
+	} else if (http_acl(r, ACL_SERVICE, rows.svcs[0].name, ACL_READ)) {
 		char hash[17];
 		bcn_buf_init(&b);
 		put_agent_service(r, &b, &rows.svcs[0]);
@@ -1330,6 +1419,7 @@ static void agent_checks_read(struct http_req *r)
 	int rc = cat_checks(cat(r), agent_node(r), NULL, 0, &rows);
 	size_t w = 0;
 
+	acl_filter_rows(r, &rows);
 	for (size_t i = 0; i < rows.n_chks; i++)
 		if (!server_entry(NULL, rows.chks[i].id))
 			rows.chks[w++] = rows.chks[i];
@@ -1508,6 +1598,7 @@ static void agent_health_read(struct http_req *r)
 		http_reply_err(r, rc);
 		goto out;
 	}
+	acl_filter_rows(r, &rows);
 	bcn_buf_init(&b);
 	if (!by_id)
 		bcn_buf_putc(&b, '[');
@@ -1668,6 +1759,7 @@ static void catalog_nodes_read(struct http_req *r)
 		return;
 	bcn_buf_init(&b);
 	rc = cat_nodes(cat(r), &rows);
+	acl_filter_rows(r, &rows);
 	bcn_buf_putc(&b, '[');
 	for (size_t i = 0; rc == 0 && i < rows.n_nodes; i++) {
 		if (!node_meta_match(r, &rows.nodes[i]))
@@ -1692,6 +1784,7 @@ static void catalog_services_read(struct http_req *r)
 		return;
 	bcn_buf_init(&b);
 	rc = cat_services(cat(r), NULL, NULL, &rows);
+	acl_filter_rows_opt(r, &rows, false); /* names only: no node shown */
 	if (rc == 0 && http_arg(r, "node-meta") != NULL)
 		rc = cat_nodes(cat(r), &nodes);
 	/* name → union of tags; names sorted. */
@@ -1796,6 +1889,7 @@ static void catalog_service_read(struct http_req *r)
 	bcn_free(topic);
 	bcn_buf_init(&b);
 	rc = cat_health_service(cat(r), name, &rows);
+	acl_filter_rows(r, &rows);
 	bcn_buf_putc(&b, '[');
 	for (size_t i = 0; rc == 0 && i < rows.n_svcs; i++) {
 		const struct cat_service *v = &rows.svcs[i];
@@ -1833,6 +1927,8 @@ static void catalog_node_read(struct http_req *r)
 	bcn_free(topic);
 	bcn_buf_init(&b);
 	rc = cat_node(cat(r), name, &rows);
+	if (rc == 0 && !http_acl_visible(r, ACL_NODE, name))
+		rc = BCN_ENOTFOUND; /* as if it were not there */
 	if (rc == BCN_ENOTFOUND) {
 		bcn_buf_puts(&b, "null");
 		http_reply_json(r, 200, &b);
@@ -1840,6 +1936,8 @@ static void catalog_node_read(struct http_req *r)
 	}
 	if (rc == 0)
 		rc = cat_services(cat(r), NULL, name, &rows);
+	if (rc == 0)
+		acl_filter_rows(r, &rows);
 	bcn_buf_puts(&b, "{\"Node\":");
 	if (rc == 0)
 		put_node(r, &b, &rows.nodes[0]);
@@ -1975,6 +2073,10 @@ static void catalog_register(struct http_req *r)
 		v->weight_passing = (uint32_t)wp;
 		v->weight_warning = (uint32_t)ww;
 	}
+	if (!acl_ok(r, &p, ACL_NODE, node) ||
+	    (svc != NULL &&
+	     !acl_ok(r, &p, ACL_SERVICE, o->v[o->n - 1].svc.name)))
+		goto out;
 	chk = member(root, "Check", NULL);
 	chks = member(root, "Checks", NULL);
 	if (chks != NULL && !json_is_array(chks)) {
@@ -2012,6 +2114,8 @@ static void catalog_deregister(struct http_req *r)
 	if (root == NULL || !get_str(&p, root, "Node", NULL, &node) ||
 	    !get_str(&p, root, "ServiceID", "service_id", &sid) ||
 	    !get_str(&p, root, "CheckID", "check_id", &cid))
+		goto out;
+	if (!acl_ok(r, &p, ACL_NODE, node))
 		goto out;
 	if (sid[0] != '\0') {
 		op = op_add(&o, CAT_SERVICE_DELETE);
@@ -2112,6 +2216,7 @@ static void health_service_read(struct http_req *r)
 	bcn_free(topic);
 	bcn_buf_init(&b);
 	rc = cat_health_service(cat(r), name, &rows);
+	acl_filter_rows(r, &rows);
 	bcn_buf_putc(&b, '[');
 	for (size_t i = 0; rc == 0 && i < rows.n_svcs; i++) {
 		const struct cat_service *v = &rows.svcs[i];
@@ -2191,8 +2296,10 @@ static void health_checks_read(struct http_req *r)
 		rc = cat_checks(cat(r), NULL, NULL, st, &rows);
 	bcn_free(topic);
 	bcn_buf_init(&b);
-	if (rc == 0)
+	if (rc == 0) {
+		acl_filter_rows(r, &rows);
 		rc = put_checks(r, &b, &rows, false);
+	}
 	reply_rows_err(r, &b, rc);
 	cat_rows_close(&rows);
 }

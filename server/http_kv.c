@@ -36,6 +36,20 @@ static void put_entry(struct bcn_buf *b, const struct kv_entry *e)
 	bcn_buf_putc(b, '}');
 }
 
+/* Drop the entries this request's token may not read (ACLs). */
+static void acl_filter(struct http_req *r, struct kv_list *l)
+{
+	size_t w = 0;
+
+	for (size_t i = 0; i < l->n; i++) {
+		if (http_acl_visible(r, ACL_KEY, l->items[i].key))
+			l->items[w++] = l->items[i];
+		else
+			kv_entry_close(&l->items[i]);
+	}
+	l->n = w;
+}
+
 /* The key from the path, checked. Replies 400 and returns NULL if bad. */
 static const char *path_key(struct http_req *r, bool prefix)
 {
@@ -71,6 +85,7 @@ static void kv_read_keys(struct http_req *r, const char *prefix)
 		http_reply_err(r, rc);
 		goto out;
 	}
+	acl_filter(r, &l);
 	http_set_index(r, index);
 	if (l.n == 0 && prefix[0] != '\0') {
 		http_reply(r, 404, NULL, "", 0);
@@ -107,6 +122,7 @@ static void kv_read_tree(struct http_req *r, const char *prefix)
 		http_reply_err(r, rc);
 		goto out;
 	}
+	acl_filter(r, &l);
 	http_set_index(r, index);
 	if (l.n == 0) {
 		http_reply(r, 404, NULL, "", 0);
@@ -234,7 +250,7 @@ static void kv_put(struct http_req *r)
 		op.session = a->value;
 	}
 	key = path_key(r, false);
-	if (key == NULL)
+	if (key == NULL || !http_acl(r, ACL_KEY, key, ACL_WRITE))
 		return;
 	if (!http_arg_u64(r, "flags", &op.flags, NULL, "Invalid flags") ||
 	    !http_arg_u64(r, "cas", &op.index, &has_cas, "Invalid cas index"))
@@ -260,7 +276,7 @@ static void kv_delete(struct http_req *r)
 	if (conflicting(r, excl, 2))
 		return;
 	key = path_key(r, recurse);
-	if (key == NULL)
+	if (key == NULL || !http_acl(r, ACL_KEY, key, ACL_WRITE))
 		return;
 	if (!http_arg_u64(r, "cas", &op.index, &has_cas, "Invalid cas index"))
 		return;
@@ -279,6 +295,10 @@ void http_kv(struct http_req *r)
 	case HTTP_GET:
 		if (path_key(r, http_flag(r, "keys") ||
 				    http_flag(r, "recurse")) == NULL)
+			return;
+		/* One key: its read right; a listing is filtered instead. */
+		if (!http_flag(r, "keys") && !http_flag(r, "recurse") &&
+		    !http_acl(r, ACL_KEY, r->rest, ACL_READ))
 			return;
 		http_read(r, kv_read);
 		break;
@@ -454,6 +474,9 @@ static bool txn_parse(struct http_req *r, json_t *root, struct txn *t)
 		}
 		t->n = i + 1;
 		t->writes |= kv_verb_writes(op->verb);
+		if (!http_acl(r, ACL_KEY, op->key,
+			      kv_verb_writes(op->verb) ? ACL_WRITE : ACL_READ))
+			return false;
 	}
 	return true;
 }

@@ -102,6 +102,36 @@ static const char *member_str(json_t *obj, const char *name)
 
 /* PUT /v1/operator/raft/join {"Name","RaftAddr","HTTPAddr"}: Beacon's own
  * endpoint, used by servers to join or to record themselves. */
+/* With ACLs, joining needs operator:write, except for a voter recording
+ * its own HTTP address (every follower does, at start): allowed when the
+ * request comes from the host that address names, so that nobody else can
+ * divert forwarded requests (and their tokens) to an address of theirs. */
+static bool join_allowed(struct http_req *r, const char *name, const char *raft,
+			 const char *http, bool fresh)
+{
+	struct cluster_server servers[MEMBERS_MAX];
+	char peer[64];
+	const char *colon = strrchr(http, ':');
+	size_t n;
+
+	if (acl_allows(&r->authz, ACL_OPERATOR, "", ACL_WRITE))
+		return true;
+	n = r->srv->cluster != NULL
+		? cluster_servers(r->srv->cluster, servers, MEMBERS_MAX)
+		: 0;
+	http_client_ip(r, peer, sizeof peer);
+	for (size_t i = 0; i < n && !fresh && colon != NULL; i++) {
+		if (strcmp(servers[i].raft_addr, raft) == 0 &&
+		    strcmp(servers[i].role, "voter") == 0 &&
+		    (servers[i].name[0] == '\0' ||
+		     strcmp(servers[i].name, name) == 0) &&
+		    strlen(peer) == (size_t)(colon - http) &&
+		    strncmp(peer, http, (size_t)(colon - http)) == 0)
+			return true;
+	}
+	return http_acl(r, ACL_OPERATOR, "", ACL_WRITE);
+}
+
 void http_op_join(struct http_req *r)
 {
 	json_error_t jerr;
@@ -128,6 +158,8 @@ void http_op_join(struct http_req *r)
 				"(host:port) are required");
 		goto out;
 	}
+	if (!join_allowed(r, name, raft, http, fresh))
+		goto out;
 	if (!http_write_ok(r) || (ch = change_new(r)) == NULL)
 		goto out;
 	change(r,

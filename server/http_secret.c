@@ -87,8 +87,13 @@ static void secret_keys_read(struct http_req *r)
 	}
 	bcn_buf_init(&b);
 	bcn_buf_putc(&b, '[');
-	for (size_t i = 0; i < l.n; i++) {
-		if (i > 0)
+	for (size_t i = 0, n = 0; i < l.n; i++) {
+		if (!acl_allows(&r->authz, ACL_SECRET, l.items[i].path,
+				ACL_LIST)) {
+			r->filtered = true;
+			continue;
+		}
+		if (n++ > 0)
 			bcn_buf_putc(&b, ',');
 		bcn_buf_put_json_str(&b, l.items[i].path,
 				     strlen(l.items[i].path));
@@ -209,7 +214,7 @@ static void secret_put(struct http_req *r)
 	size_t blen;
 	int rc;
 
-	if (path == NULL ||
+	if (path == NULL || !http_acl(r, ACL_SECRET, path, ACL_WRITE) ||
 	    !http_arg_u64(r, "cas", &cas, &has_cas, "Invalid cas index") ||
 	    !have_keys(r) || !http_write_ok(r))
 		return;
@@ -232,7 +237,8 @@ static void secret_delete(struct http_req *r)
 	bool tree = http_flag(r, "recurse");
 	const char *path = path_of(r, tree);
 
-	if (path == NULL || !http_write_ok(r))
+	if (path == NULL || !http_acl(r, ACL_SECRET, path, ACL_WRITE) ||
+	    !http_write_ok(r))
 		return;
 	propose_secret(r, tree ? CMD_SECRET_DELETE_TREE : CMD_SECRET_DELETE,
 		       path, "", NULL, 0, false, 0);
@@ -252,7 +258,8 @@ void http_secret(struct http_req *r)
 			return;
 		if (http_flag(r, "keys"))
 			http_read(r, secret_keys_read);
-		else if (have_keys(r))
+		else if (http_acl(r, ACL_SECRET, r->rest, ACL_READ) &&
+			 have_keys(r))
 			http_read(r, secret_read);
 		break;
 	case HTTP_PUT:

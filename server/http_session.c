@@ -129,8 +129,7 @@ static void reply_list(struct http_req *r, const struct kv_session_list *l,
 /* ---- create
  * ------------------------------------------------------------------ */
 
-/* A duration member: a Go duration string, or a number of nanoseconds (or
- * of seconds when below 1e9? no: Consul reads numbers as nanoseconds). */
+/* A duration member: a Go duration string, or a number of nanoseconds. */
 static bool dur_member(json_t *root, const char *name, uint64_t *ms,
 		       bool *present)
 {
@@ -307,6 +306,14 @@ static void session_create(struct http_req *r)
 		http_reply_text(r, 400, "Invalid LockDelay: at most 60s");
 		goto out;
 	}
+	v = root != NULL ? srv_json_member(root, "TTL") : NULL;
+	if (v != NULL && !json_is_null(v) && !json_is_string(v)) {
+		/* Consul's TTL is a string ("30s"), never a number. */
+		http_reply_text(r, 400,
+				"Request decode failed: TTL must be a "
+				"duration string such as \"30s\"");
+		goto out;
+	}
 	if (!dur_member(root, "TTL", &s.ttl_ms, &present)) {
 		http_reply_text(r, 400,
 				"Request decode failed: TTL: invalid "
@@ -346,7 +353,8 @@ static void session_create(struct http_req *r)
 				"long");
 		goto out;
 	}
-	if (!checks_usable(r, node, &nchecks) ||
+	if (!http_acl(r, ACL_SESSION, node, ACL_WRITE) ||
+	    !checks_usable(r, node, &nchecks) ||
 	    !checks_usable(r, node, &schecks))
 		goto out;
 	s.name = name;
@@ -380,6 +388,19 @@ static void destroyed(struct http_req *r, int status)
 	http_reply_json(r, 200, &b);
 }
 
+/* The session's node's write right; a missing session needs none. */
+static bool session_acl(struct http_req *r, const char *id)
+{
+	struct kv_session s;
+	bool ok;
+
+	if (kv_session_get(kv(r), id, &s) != 0)
+		return true;
+	ok = http_acl(r, ACL_SESSION, s.node, ACL_WRITE);
+	kv_session_close(&s);
+	return ok;
+}
+
 static void session_destroy(struct http_req *r, const char *id)
 {
 	struct kv_session s;
@@ -390,6 +411,8 @@ static void session_destroy(struct http_req *r, const char *id)
 		http_reply_text(r, 400, "Invalid session ID: \"%s\"", id);
 		return;
 	}
+	if (!session_acl(r, id))
+		return;
 	memset(&s, 0, sizeof s);
 	snprintf(s.id, sizeof s.id, "%s", id);
 	http_propose_session(r, CMD_SESSION_DESTROY, &s, destroyed);
@@ -401,7 +424,8 @@ static void session_renew(struct http_req *r, const char *id)
 	struct bcn_buf b;
 	int rc;
 
-	if (!http_write_ok(r))
+	if (!http_write_ok(r) ||
+	    (http_session_id_ok(id) && !session_acl(r, id)))
 		return;
 	rc =
 	    http_session_id_ok(id) ? sessions_renew(r->srv, id) : BCN_ENOTFOUND;
@@ -451,6 +475,16 @@ static void session_read(struct http_req *r)
 		rc = kv_session_list(
 		    kv(r),
 		    strncmp(r->rest, "node/", 5) == 0 ? r->rest + 5 : NULL, &l);
+	}
+	if (rc == 0) {
+		size_t w = 0;
+		for (size_t i = 0; i < l.n; i++) {
+			if (http_acl_visible(r, ACL_SESSION, l.items[i].node))
+				l.items[w++] = l.items[i];
+			else
+				kv_session_close(&l.items[i]);
+		}
+		l.n = w;
 	}
 	if (rc != 0)
 		http_reply_err(r, rc);

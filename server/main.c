@@ -18,9 +18,12 @@
 #include "raft/cluster.h"
 #include "server/config.h"
 #include "server/http.h"
+#include "server/audit.h"
+#include "server/keyring.h"
 #include "server/metrics.h"
 #include "server/srv.h"
 #include "server/sessions.h"
+#include "server/srv_dns.h"
 #include "server/upkeep.h"
 
 #define MOD	 "main"
@@ -92,6 +95,7 @@ static void begin_stop(struct srv *s, int exit_code)
 	sessions_stop(s);
 	http_quiesce(s);
 	http_stop(s);
+	srv_dns_stop(s);
 	s->cluster = NULL; /* no request touches it from now on */
 	cluster_stop(c, cluster_stopped_cb, s);
 }
@@ -183,6 +187,25 @@ int main(int argc, char **argv)
 	s.cfg = &cfg;
 	s.rng = (uint64_t)time(NULL) ^ ((uint64_t)getpid() << 32) ^
 		0x9e3779b97f4a7c15ULL;
+	if (keyring_open(&s.keyring, cfg.encrypt_key_file, cfg.encrypt_key,
+			 errmsg) != 0) {
+		fprintf(stderr, "beacond: encryption key: %s\n", errmsg);
+		config_close(&cfg);
+		return 2;
+	}
+	if (s.keyring != NULL)
+		bcn_info(MOD, "secrets: sealing with key %s",
+			 keyring_primary(s.keyring));
+	else
+		bcn_warn(MOD, "no encryption key (--encrypt-key-file or "
+			      "BEACON_ENCRYPT_KEY): secret requests will be "
+			      "refused");
+	if (audit_open(&s, cfg.audit_log, errmsg) != 0) {
+		fprintf(stderr, "beacond: %s\n", errmsg);
+		keyring_close(s.keyring);
+		config_close(&cfg);
+		return 2;
+	}
 	uv_loop_init(&loop);
 	s.loop = &loop;
 
@@ -240,6 +263,8 @@ int main(int argc, char **argv)
 		rc = http_start(&s, cfg.http_addr, (unsigned)cfg.http_max_conns,
 				(unsigned)(cfg.http_idle_timeout / 1000),
 				errmsg);
+	if (rc == 0)
+		rc = srv_dns_start(&s, errmsg);
 	if (rc != 0) {
 		fprintf(stderr, "beacond: %s\n", errmsg);
 		begin_stop(&s, 1);
@@ -260,6 +285,8 @@ out_loop:
 		if (system(cmd) != 0)
 			bcn_warn(MOD, "could not remove %s", cfg.dev_dir);
 	}
+	keyring_close(s.keyring);
+	audit_close(&s);
 	config_close(&cfg);
 	curl_global_cleanup();
 	return rc == 0 ? 0 : 1;

@@ -14,6 +14,7 @@ struct http_req;
 struct fwd;
 struct metrics;
 struct bcn_curl;
+struct dns_server;
 
 struct srv {
 	uv_loop_t *loop;
@@ -50,7 +51,11 @@ struct srv {
 
 	struct checks *checks;	   /* the check runner (health/checks.h) */
 	struct sessions *sessions; /* session TTLs (sessions.c) */
-	uint64_t leader_since;	   /* uv_now() when this server began serving */
+	struct keyring *keyring;   /* NULL: no secrets here (keyring.h) */
+	int audit_fd;		   /* -1: no audit log (audit.h) */
+	char *tls_cert_pem, *tls_key_pem, *tls_ca_pem; /* while HTTPS runs */
+	struct dns_server *dns; /* DNS (srv_dns.c); NULL if off */
+	uint64_t leader_since;	/* uv_now() when this server began serving */
 
 	struct metrics *metrics;
 	uv_signal_t sighup;
