@@ -62,6 +62,9 @@ struct acl_authz {
 	bool default_allow; /* --acl-default-policy allow */
 	bool management;
 	bool anonymous; /* no token given */
+	/* Unknown on this follower: allowed here because the request goes
+	 * to the leader, which decides (reads and writes, never ?stale). */
+	bool deferred;
 	char accessor[KV_ACL_ID_LEN + 1];
 	struct acl_rules rules;
 };

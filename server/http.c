@@ -653,6 +653,13 @@ static void read_attempt(struct http_req *r)
 		not_serving(r, read_attempt);
 		return;
 	}
+	if (r->authz.deferred) {
+		/* Never served here on an unresolved token (see
+		 * resolve_token): this server leads now, and did not know it.
+		 */
+		http_reply_text(r, 403, "ACL not found");
+		return;
+	}
 	if (r->consistency == HTTP_CONSISTENT) {
 		r->cread.data = r;
 		rc = cluster_read_barrier(c, &r->cread, read_barrier_cb);
@@ -711,6 +718,10 @@ bool http_write_ok(struct http_req *r)
 	}
 	if (!cluster_serving(r->srv->cluster)) {
 		not_serving(r, r->route_fn);
+		return false;
+	}
+	if (r->authz.deferred) {
+		http_reply_text(r, 403, "ACL not found");
 		return false;
 	}
 	return true;
@@ -1059,6 +1070,16 @@ static bool resolve_token(struct http_req *r)
 	rc = acl_resolve(
 	    cluster_kv(r->srv->cluster), token_of(r), cfg->acl_enabled,
 	    strcmp(cfg->acl_default_policy, "deny") != 0, &r->authz);
+	if (rc == BCN_ENOTFOUND && !cluster_is_leader(r->srv->cluster) &&
+	    !http_flag(r, "stale") && routes[r->route_idx].acl == 0) {
+		/* A token this follower has not seen yet (just made?): the
+		 * request goes to the leader, which decides. Nothing is
+		 * served from here on its strength. */
+		r->authz.enabled = true;
+		r->authz.management = true;
+		r->authz.deferred = true;
+		return true;
+	}
 	if (rc == BCN_ENOTFOUND) {
 		http_reply_text(r, 403, "ACL not found");
 		return false;
