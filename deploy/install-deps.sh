@@ -10,8 +10,9 @@ set -euo pipefail
 PKGS=(
 	build-essential pkg-config clang llvm libclang-rt-14-dev clang-format
 	libuv1-dev libsqlite3-dev libjansson-dev libmicrohttpd-dev check
-	libcurl4-openssl-dev libsodium-dev libxxhash-dev
+	libcurl4-openssl-dev libsodium-dev libxxhash-dev libgnutls28-dev openssl
 	curl python3 python3-consul python3-requests python3-pytest python3-yaml dnsutils wrk
+	python3-dnspython dnsperf
 )
 RAFT_MIN=0.17.1
 
