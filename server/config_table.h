@@ -44,6 +44,12 @@
 	  "maximum concurrent HTTP connections")                              \
 	X(http_idle_timeout, DUR, "120s", 1000, 86400000,                     \
 	  "close idle keep-alive HTTP connections after this long")           \
+	X(http_max_conns_per_client, UINT, "200", 0, 1000000,                 \
+	  "HTTP connections one client IP may hold (0: no limit)")            \
+	X(http_rate_limit, UINT, "0", 0, 100000000,                           \
+	  "requests per second one client IP may make (0: no limit)")         \
+	X(http_rate_burst, UINT, "1000", 1, 100000000,                        \
+	  "requests a client IP may make at once above --http-rate-limit")    \
 	X(dns_addr, STR, "127.0.0.1:8600", 0, 0,                              \
 	  "DNS listen address, UDP and TCP (\"\": no DNS)")                   \
 	X(dns_domain, STR, "consul", 0, 0, "DNS domain served")               \

@@ -1137,6 +1137,72 @@ bool http_acl_visible(struct http_req *r, enum acl_resource res,
 
 static bool client_cert_ok(struct http_req *r);
 
+/* ---- per-client request rate ------------------------------------------------
+ * A token bucket per client IP (--http-rate-limit per second, --http-rate-
+ * burst deep), in a small open-addressing table; the oldest buckets are
+ * forgotten when it fills (a full bucket is the same as none). */
+
+#define RATE_SLOTS 4096
+
+struct rate_slot {
+	char ip[48];
+	double tokens;
+	uint64_t at; /* uv_now() of the last refill */
+};
+
+static bool rate_ok(struct http_req *r)
+{
+	struct srv *s = r->srv;
+	const struct config *c = s->cfg;
+	struct rate_slot *slot = NULL;
+	char ip[48];
+	uint64_t now = uv_now(s->loop), h = 1469598103934665603ULL;
+
+	if (c->http_rate_limit == 0)
+		return true;
+	if (s->rate == NULL) {
+		s->rate = bcn_calloc(RATE_SLOTS, sizeof(struct rate_slot));
+		if (s->rate == NULL)
+			return true; /* no memory for limits: serve */
+	}
+	http_client_ip(r, ip, sizeof ip);
+	for (const char *p = ip; *p != '\0'; p++)
+		h = (h ^ (unsigned char)*p) * 1099511628211ULL;
+	/* Probe 8 slots: this client's, else an empty one, else the one
+	 * idle longest. */
+	for (unsigned i = 0; i < 8; i++) {
+		struct rate_slot *sl =
+		    &((struct rate_slot *)s->rate)[(h + i) % RATE_SLOTS];
+		if (strcmp(sl->ip, ip) == 0) {
+			slot = sl;
+			break;
+		}
+		if (slot == NULL || (slot->ip[0] != '\0' &&
+				     (sl->ip[0] == '\0' || sl->at < slot->at)))
+			slot = sl;
+	}
+	if (strcmp(slot->ip, ip) != 0) {
+		snprintf(slot->ip, sizeof slot->ip, "%s", ip);
+		slot->tokens = (double)c->http_rate_burst;
+		slot->at = now;
+	}
+	slot->tokens +=
+	    (double)(now - slot->at) * (double)c->http_rate_limit / 1000.0;
+	if (slot->tokens > (double)c->http_rate_burst)
+		slot->tokens = (double)c->http_rate_burst;
+	slot->at = now;
+	if (slot->tokens < 1.0) {
+		http_reply_text(r, 429,
+				"Too many requests from %s: the limit "
+				"is %llu per second",
+				ip, (unsigned long long)c->http_rate_limit);
+		http_add_header(r, "Retry-After", "1");
+		return false;
+	}
+	slot->tokens -= 1.0;
+	return true;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 				  const char *url, const char *method,
 				  const char *version, const char *upload,
@@ -1155,7 +1221,7 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn,
 		r->conn = conn;
 		r->method_str = method;
 		r->method = parse_method(method);
-		if (!client_cert_ok(r))
+		if (!client_cert_ok(r) || !rate_ok(r))
 			return queue(r);
 		rt = check_request(r);
 		if (rt == NULL)
@@ -1375,6 +1441,8 @@ int http_start(struct srv *s, const char *addr, unsigned max_conns,
 	    MHD_OPTION_URI_LOG_CALLBACK, uri_log, s,
 	    MHD_OPTION_NOTIFY_COMPLETED, on_completed, s,
 	    MHD_OPTION_CONNECTION_LIMIT, max_conns,
+	    MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+	    (unsigned)s->cfg->http_max_conns_per_client,
 	    MHD_OPTION_CONNECTION_TIMEOUT, idle_timeout_s,
 	    MHD_OPTION_LISTEN_BACKLOG_SIZE, 1024,
 	    /* HTTP/1.1 without Host and spaces in the URL: 400 (as Consul) */
@@ -1435,6 +1503,8 @@ void http_close(struct srv *s)
 	}
 	bcn_free(s->heap);
 	s->heap = NULL;
+	bcn_free(s->rate);
+	s->rate = NULL;
 	bcn_free(s->tls_cert_pem);
 	if (s->tls_key_pem != NULL)
 		memset(s->tls_key_pem, 0, strlen(s->tls_key_pem));

@@ -54,6 +54,7 @@ struct srv {
 	struct keyring *keyring;   /* NULL: no secrets here (keyring.h) */
 	int audit_fd;		   /* -1: no audit log (audit.h) */
 	char *tls_cert_pem, *tls_key_pem, *tls_ca_pem; /* while HTTPS runs */
+	void *rate;		/* per-client request buckets (http.c) */
 	struct dns_server *dns; /* DNS (srv_dns.c); NULL if off */
 	uint64_t leader_since;	/* uv_now() when this server began serving */
 
