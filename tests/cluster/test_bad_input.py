@@ -902,7 +902,9 @@ def nofile_for(node, needed):
     return old
 
 
-def test_1000_idle_connections(node):
+def test_1000_idle_connections(node_factory):
+    # One client opens them all: lift the per-client limit (200).
+    node = node_factory(extra_args=["--http-max-conns-per-client", "0"])
     n = 1000
     old = nofile_for(node, n + 256)
     socks = []
@@ -1014,7 +1016,9 @@ def readable(conns, timeout):
         sel.close()
 
 
-def test_1000_blocking_queries(node):
+def test_1000_blocking_queries(node_factory):
+    # One client opens them all: lift the per-client limit (200).
+    node = node_factory(extra_args=["--http-max-conns-per-client", "0"])
     n = 1000
     old = nofile_for(node, n + 256)
     r = node.put("/v1/kv/bq/x", data=b"old")
