@@ -102,11 +102,11 @@ static const char *const sql[ST_NR] = {
     [ST_CHKS_SVC] = "SELECT " CHK_COLS
 		    " FROM cat_checks WHERE svc_name = ?1 AND svc_id != '' "
 		    "ORDER BY node, id",
-    /* A service's checks and the node-level checks of its nodes. */
+    /* The node-level checks of one node. Named index: ordered by id, the
+     * planner would rather walk every check of the node in key order. */
     [ST_CHKS_HEALTH] =
-	"SELECT " CHK_COLS " FROM cat_checks WHERE (svc_name = ?1 AND svc_id "
-	"!= '') OR (svc_id = '' AND node IN (SELECT node "
-	"FROM cat_svcs WHERE name = ?1)) ORDER BY node, id",
+	"SELECT " CHK_COLS " FROM cat_checks INDEXED BY cat_checks_node_svc "
+	"WHERE node = ?1 AND svc_id = '' ORDER BY id",
     [ST_CHK_IDS_SVC] = "SELECT id FROM cat_checks WHERE node = ?1 AND "
 		       "svc_id = ?2",
     [ST_CHK_IDS_NODE] = "SELECT id FROM cat_checks WHERE node = ?1",
@@ -139,6 +139,8 @@ static const char schema[] =
     " cidx INTEGER NOT NULL, midx INTEGER NOT NULL,"
     " PRIMARY KEY(node, id)) WITHOUT ROWID;"
     "CREATE INDEX IF NOT EXISTS cat_checks_svc ON cat_checks(svc_name);"
+    "CREATE INDEX IF NOT EXISTS cat_checks_node_svc ON cat_checks(node,"
+    " svc_id);"
     /* Topic → last index that changed it; "" is the whole catalog. */
     "CREATE TABLE IF NOT EXISTS cat_topics(topic TEXT PRIMARY KEY,"
     " idx INTEGER NOT NULL) WITHOUT ROWID;";
@@ -236,6 +238,13 @@ err_finalize:
 err_free:
 	bcn_free(s);
 	return rc;
+}
+
+int cat_store_migrate(struct cat_store *s)
+{
+	return sqlite3_exec(s->db, schema, NULL, NULL, NULL) == SQLITE_OK
+		   ? 0
+		   : BCN_EIO;
 }
 
 void cat_store_close(struct cat_store *s)
@@ -1150,12 +1159,24 @@ int cat_check(struct cat_store *s, const char *node, const char *id,
 	return rc != 0 ? rc : (found == 0 ? BCN_ENOTFOUND : 0);
 }
 
+/* Checks in (node, id) order, as every read returns them. */
+static int cmp_check(const void *a, const void *b)
+{
+	const struct cat_check *x = a, *y = b;
+	int d = strcmp(x->node, y->node);
+
+	return d != 0 ? d : strcmp(x->id, y->id);
+}
+
 int cat_health_service(struct cat_store *s, const char *name,
 		       struct cat_rows *out)
 {
-	size_t first = out->n_svcs;
+	size_t first = out->n_svcs, first_chk = out->n_chks;
 	int rc;
 
+	/* Each piece through an index: the instances by name, their nodes
+	 * and node-level checks by node, the service's checks by name. A
+	 * single OR query would scan every check of the catalog. */
 	rc = cat_services(s, name, NULL, out);
 	for (size_t i = first; rc == 0 && i < out->n_svcs; i++) {
 		const char *node = out->svcs[i].node;
@@ -1163,11 +1184,16 @@ int cat_health_service(struct cat_store *s, const char *name,
 		if (i > first && strcmp(out->svcs[i - 1].node, node) == 0)
 			continue;
 		rc = get_node(s, node, out, NULL);
+		if (rc == 0) {
+			bind_str(s->st[ST_CHKS_HEALTH], 1, node);
+			rc = collect(s->st[ST_CHKS_HEALTH], row_chk, out, NULL);
+		}
 	}
-	if (rc == 0) {
-		bind_str(s->st[ST_CHKS_HEALTH], 1, name);
-		rc = collect(s->st[ST_CHKS_HEALTH], row_chk, out, NULL);
-	}
+	if (rc == 0)
+		rc = cat_checks(s, NULL, name, 0, out);
+	if (rc == 0 && out->n_chks - first_chk > 1)
+		qsort(out->chks + first_chk, out->n_chks - first_chk,
+		      sizeof *out->chks, cmp_check);
 	return rc;
 }
 

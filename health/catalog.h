@@ -148,6 +148,9 @@ int cat_op_check(const struct cat_op *op, char *why,
 int cat_store_open(struct cat_store **out, struct sqlite3 *db,
 		   char *errmsg) BCN_MUST_CHECK;
 void cat_store_close(struct cat_store *s);
+/* Create the tables and indexes a state image loaded from an older
+ * snapshot lacks (idempotent). */
+int cat_store_migrate(struct cat_store *s) BCN_MUST_CHECK;
 
 /* Outcome of cat_apply(): with !ok, which op failed and why (Consul's
  * words, e.g. a service on a node that does not exist). */

@@ -50,6 +50,13 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS acl_meta(id INTEGER PRIMARY KEY CHECK"
     " (id = 1), bootstrap INTEGER NOT NULL, idx INTEGER NOT NULL);";
 
+int kv_int_acl_schema(sqlite3 *db)
+{
+	return sqlite3_exec(db, schema, NULL, NULL, NULL) == SQLITE_OK
+		   ? 0
+		   : BCN_EIO;
+}
+
 static int sqlerr(int rc)
 {
 	return rc == SQLITE_NOMEM ? BCN_ENOMEM : BCN_EIO;

@@ -151,6 +151,21 @@ err_free:
 	return rc;
 }
 
+int kv_store_migrate(struct kv_store *s)
+{
+	int rc = sqlite3_exec(s->db, schema, NULL, NULL, NULL) == SQLITE_OK
+		     ? 0
+		     : BCN_EIO;
+
+	if (rc == 0)
+		rc = kv_int_session_schema(s->db);
+	if (rc == 0)
+		rc = kv_int_secret_schema(s->db);
+	if (rc == 0)
+		rc = kv_int_acl_schema(s->db);
+	return rc;
+}
+
 static void free_keys(char **keys, size_t n)
 {
 	for (size_t i = 0; i < n; i++)

@@ -39,6 +39,9 @@ int kv_key_check(const char *key, size_t len, bool prefix,
 int kv_store_open(struct kv_store **out, struct sqlite3 *db,
 		  char *errmsg) BCN_MUST_CHECK;
 void kv_store_close(struct kv_store *s);
+/* Create the tables and indexes a state image loaded from an older
+ * snapshot lacks (idempotent). */
+int kv_store_migrate(struct kv_store *s) BCN_MUST_CHECK;
 
 struct kv_entry {
 	char *key;   /* owned, NUL-terminated */

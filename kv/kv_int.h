@@ -105,6 +105,12 @@ int kv_int_fail(struct kv_result *res, size_t i, const char *fmt, ...)
 int kv_int_result_add(struct kv_store *s, struct kv_result *res,
 		      const char *key, bool with_value);
 
+/* Create what is missing of each file's tables (after a snapshot made by
+ * an older version was loaded). */
+int kv_int_session_schema(sqlite3 *db);
+int kv_int_secret_schema(sqlite3 *db);
+int kv_int_acl_schema(sqlite3 *db);
+
 /* acl.c: its tables and statements. */
 int kv_int_acl_open(struct kv_store *s, char *errmsg);
 void kv_int_acl_close(struct kv_store *s);

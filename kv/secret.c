@@ -30,6 +30,13 @@ static const char schema[] =
     "CREATE TABLE IF NOT EXISTS kv_secret_meta("
     " id INTEGER PRIMARY KEY CHECK (id = 1), idx INTEGER NOT NULL);";
 
+int kv_int_secret_schema(sqlite3 *db)
+{
+	return sqlite3_exec(db, schema, NULL, NULL, NULL) == SQLITE_OK
+		   ? 0
+		   : BCN_EIO;
+}
+
 static int sqlerr(int rc)
 {
 	return rc == SQLITE_NOMEM ? BCN_ENOMEM : BCN_EIO;

@@ -53,6 +53,13 @@ static const char schema[] =
     "CREATE INDEX IF NOT EXISTS kv_by_session ON kv(session)"
     " WHERE session IS NOT NULL;";
 
+int kv_int_session_schema(sqlite3 *db)
+{
+	return sqlite3_exec(db, schema, NULL, NULL, NULL) == SQLITE_OK
+		   ? 0
+		   : BCN_EIO;
+}
+
 int kv_int_session_open(struct kv_store *s, char *errmsg)
 {
 	char *err = NULL;

@@ -480,7 +480,12 @@ static int load_image(struct cluster *c, const void *img, size_t len)
 	rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
 out:
 	sqlite3_close(tmp); /* harmless on NULL */
-	return rc == SQLITE_OK ? 0 : BCN_ECORRUPT;
+	if (rc != SQLITE_OK)
+		return BCN_ECORRUPT;
+	/* An image from an older version may lack newer tables or
+	 * indexes. */
+	rc = kv_store_migrate(c->kv);
+	return rc == 0 ? cat_store_migrate(c->cat) : rc;
 }
 
 static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
