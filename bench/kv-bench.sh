@@ -42,7 +42,7 @@ make_data_dir bench-data
 
 log "starting beacond on 127.0.0.1:$HTTP_PORT (raft 127.0.0.1:$RAFT_PORT), data dir $DATA_DIR ($DATA_FS)"
 "$BEACOND" --node b1 --data-dir "$DATA_DIR" \
-	--http-addr "127.0.0.1:$HTTP_PORT" --raft-addr "127.0.0.1:$RAFT_PORT" \
+	--http-addr "127.0.0.1:$HTTP_PORT" --raft-addr "127.0.0.1:$RAFT_PORT" --dns-addr "" \
 	>"$RAW/beacond.log" 2>&1 &
 SERVER_PID=$!
 SERVER_PIDS=("$SERVER_PID")

@@ -8,7 +8,8 @@
 #   deploy/local-cluster.sh down   [DIR]   stop them (by PID)
 #   deploy/local-cluster.sh status [DIR]   who runs, who leads
 #
-# Node i: HTTP 127.0.0.1:850i, Raft 127.0.0.1:830i, data in DIR/ni
+# Node i: HTTP 127.0.0.1:850i, DNS 127.0.0.1:860i (UDP and TCP), Raft
+# 127.0.0.1:830i, data in DIR/ni
 # (DIR defaults to ./build/local-cluster). Logs: DIR/ni.log.
 set -euo pipefail
 
@@ -43,6 +44,7 @@ up() {
 		fi
 		"$bin" --node "n$i" --data-dir "$dir/n$i" \
 			--http-addr "127.0.0.1:850$i" \
+			--dns-addr "127.0.0.1:860$i" \
 			--raft-addr "127.0.0.1:830$i" \
 			--initial-cluster "$initial" >>"$dir/n$i.log" 2>&1 &
 		echo $! >"$dir/n$i.pid"
@@ -57,6 +59,7 @@ up() {
 				"http://127.0.0.1:850$port/v1/kv/_local-cluster/ready" 2>/dev/null)" = true ]; then
 				echo "local cluster up ($started started): leader $l (HTTP 127.0.0.1:850$port)"
 				echo "  HTTP API: http://127.0.0.1:8501 .. :8503   data and logs: $dir"
+				echo "  DNS: 127.0.0.1 ports 8601 .. 8603, e.g. dig @127.0.0.1 -p 8601 consul.service.consul SRV"
 				echo "  try: curl -X PUT -d hello http://127.0.0.1:850$port/v1/kv/greeting"
 				return 0
 			fi
@@ -89,7 +92,7 @@ status() {
 	for i in 1 2 3; do
 		p=$(pid_of $i)
 		if [ -n "$p" ]; then p="running (pid $p)"; else p=stopped; fi
-		echo "n$i: $p  http 127.0.0.1:850$i raft 127.0.0.1:830$i"
+		echo "n$i: $p  http 127.0.0.1:850$i dns 127.0.0.1:860$i raft 127.0.0.1:830$i"
 	done
 	echo "leader: $(leader || echo none)"
 }

@@ -28,7 +28,7 @@ node_cmd() {
 	local i=$1
 	NODE_CMD=("$BEACOND" --node "n$i" --data-dir "$DATA_DIR/n$i"
 		--http-addr "127.0.0.1:${HTTP_PORT[i]}" --raft-addr "127.0.0.1:${RAFT_PORT[i]}"
-		--initial-cluster "$INITIAL_CLUSTER"
+		--initial-cluster "$INITIAL_CLUSTER" --dns-addr ""
 		--raft-election-timeout "$ELECTION_TIMEOUT" --raft-heartbeat "$HEARTBEAT")
 }
 
@@ -123,24 +123,30 @@ cluster_wait_ready() {
 	return 1
 }
 
+# Pick ports and start the three nodes with fresh data directories; does
+# not wait. Sets CLUSTER_LAUNCH_TS (EPOCHREALTIME just before the first start).
+cluster_launch() {
+	local i ports
+	mkdir -p "$CLUSTER_LOGS"
+	read -r -a ports < <(free_ports 6)
+	for i in "${NODES[@]}"; do
+		HTTP_PORT[i]=${ports[2 * i - 2]}
+		RAFT_PORT[i]=${ports[2 * i - 1]}
+	done
+	INITIAL_CLUSTER="n1=127.0.0.1:${RAFT_PORT[1]},n2=127.0.0.1:${RAFT_PORT[2]},n3=127.0.0.1:${RAFT_PORT[3]}"
+	log "starting 3 nodes: HTTP ports ${HTTP_PORT[*]}, raft ports ${RAFT_PORT[*]}, data in $DATA_DIR ($DATA_FS), election timeout $ELECTION_TIMEOUT, heartbeat $HEARTBEAT"
+	for i in "${NODES[@]}"; do rm -rf -- "${DATA_DIR:?}/n$i"; done
+	CLUSTER_LAUNCH_TS=$EPOCHREALTIME
+	for i in "${NODES[@]}"; do node_start "$i"; done
+}
+
 # Pick ports, start the three nodes and wait until they are ready (sets
 # LEADER). Retries with fresh ports (at most 3 times) when a port was taken
 # between picking and binding it.
 cluster_start() {
-	local attempt i ports clash
-	mkdir -p "$CLUSTER_LOGS"
+	local attempt i clash
 	for attempt in 1 2 3; do
-		read -r -a ports < <(free_ports 6)
-		for i in "${NODES[@]}"; do
-			HTTP_PORT[i]=${ports[2 * i - 2]}
-			RAFT_PORT[i]=${ports[2 * i - 1]}
-		done
-		INITIAL_CLUSTER="n1=127.0.0.1:${RAFT_PORT[1]},n2=127.0.0.1:${RAFT_PORT[2]},n3=127.0.0.1:${RAFT_PORT[3]}"
-		log "starting 3 nodes: HTTP ports ${HTTP_PORT[*]}, raft ports ${RAFT_PORT[*]}, data in $DATA_DIR ($DATA_FS), election timeout $ELECTION_TIMEOUT, heartbeat $HEARTBEAT"
-		for i in "${NODES[@]}"; do
-			rm -rf -- "${DATA_DIR:?}/n$i"
-			node_start "$i"
-		done
+		cluster_launch
 		cluster_wait_ready 30 && return 0
 		clash=""
 		for i in "${NODES[@]}"; do

@@ -167,13 +167,19 @@ class Server:
     """One beacond process: fixed addresses, its own data dir and log."""
 
     def __init__(self, root, name, http_addr, raft_addr, initial_cluster="",
-                 join="", args=(), netns=None):
+                 join="", args=(), netns=None, dns_addr=None):
         self.name = name
         self.dir = Path(root) / name
         self.data_dir = self.dir / "data"
         self.log_path = self.dir / "beacond.log"
         self.http_addr = http_addr
         self.raft_addr = raft_addr
+        # DNS (UDP and TCP): a free loopback port, so that servers never
+        # share the default 127.0.0.1:8600; in a network namespace the
+        # default is the namespace's own.
+        if dns_addr is None and netns is None:
+            dns_addr = "127.0.0.1:%d" % free_loopback_ports(1)[0]
+        self.dns_addr = dns_addr
         self.initial_cluster = initial_cluster
         self.join = join
         self.args = list(args)
@@ -205,6 +211,8 @@ class Server:
             cmd += ["--initial-cluster", self.initial_cluster]
         if self.join:
             cmd += ["--join", self.join]
+        if self.dns_addr:
+            cmd += ["--dns-addr", self.dns_addr]
         cmd += self.args
         if self.netns:
             cmd = ["ip", "netns", "exec", self.netns] + cmd
@@ -412,9 +420,10 @@ class Server:
 class Cluster:
     """N beacond servers formed with the same --initial-cluster.
 
-    addrs: optional list of (http_addr, raft_addr) per server (default: free
-    127.0.0.1 ports); netns: optional list of namespace names to run each
-    server in; args: extra command-line arguments of every server."""
+    addrs: optional list of (http_addr, raft_addr[, dns_addr]) per server
+    (default: free 127.0.0.1 ports); netns: optional list of namespace
+    names to run each server in; args: extra command-line arguments of
+    every server."""
 
     def __init__(self, root, n=3, args=(), addrs=None, netns=None,
                  prefix="n"):
@@ -435,16 +444,18 @@ class Cluster:
         if self.fixed_addrs:
             addrs = self.fixed_addrs
         else:
-            ports = free_loopback_ports(2 * self.n)
-            addrs = [("127.0.0.1:%d" % ports[2 * i],
-                      "127.0.0.1:%d" % ports[2 * i + 1])
+            ports = free_loopback_ports(3 * self.n)
+            addrs = [("127.0.0.1:%d" % ports[3 * i],
+                      "127.0.0.1:%d" % ports[3 * i + 1],
+                      "127.0.0.1:%d" % ports[3 * i + 2])
                      for i in range(self.n)]
         names = ["%s%d" % (self.prefix, i + 1) for i in range(self.n)]
         initial = ",".join("%s=%s" % (nm, a[1]) for nm, a in
                            zip(names, addrs))
         return [Server(self.root, nm, a[0], a[1], initial_cluster=initial,
                        args=self.args,
-                       netns=self.netns[i] if self.netns else None)
+                       netns=self.netns[i] if self.netns else None,
+                       dns_addr=a[2] if len(a) > 2 else None)
                 for i, (nm, a) in enumerate(zip(names, addrs))]
 
     def start(self, timeout=READY_TIMEOUT, recorded=True):

@@ -109,6 +109,7 @@ class Node:
         self.extra_args = list(extra_args)
         self.http_port = None
         self.raft_port = None
+        self.dns_port = None         # DNS, UDP and TCP (--dns-addr)
         self.proc = None
         self.starts = 0
         self.killed = False          # set once kill9() was used
@@ -126,6 +127,10 @@ class Node:
         return "127.0.0.1:%d" % self.raft_port
 
     @property
+    def dns_addr(self):
+        return "127.0.0.1:%d" % self.dns_port
+
+    @property
     def pid(self):
         return self.proc.pid if self.proc else None
 
@@ -137,6 +142,7 @@ class Node:
                "--data-dir", str(self.data_dir),
                "--http-addr", "127.0.0.1:%d" % self.http_port,
                "--raft-addr", self.raft_addr,
+               "--dns-addr", self.dns_addr,
                "--log-level", self.log_level]
         if self.snapshot_threshold is not None:
             cmd += ["--snapshot-threshold", str(self.snapshot_threshold)]
@@ -158,7 +164,8 @@ class Node:
         fresh_ports = self.http_port is None
         for attempt in range(1, START_ATTEMPTS + 1):
             if fresh_ports:
-                self.http_port, self.raft_port = free_ports(2)
+                self.http_port, self.raft_port, self.dns_port = \
+                    free_ports(3)
             offset = self._spawn()
             try:
                 self.wait_ready()

@@ -419,6 +419,8 @@ def test_entrypoint_forms_cluster(tmp_path):
                "BEACON_DATA_DIR": str(tmp_path / name / "data"),
                "BEACON_HTTP_ADDR": http[i],
                "BEACON_INITIAL_CLUSTER": initial,
+               # No DNS: four servers would share 127.0.0.1:8600.
+               "BEACON_DNS_ADDR": "",
                "BEACON_LOG_LEVEL": "debug"}
         env.update(extra)
         s = EntrypointServer(tmp_path, name, env)
