@@ -564,8 +564,11 @@ static bool get_list(struct parse *p, json_t *obj, const char *name,
 		bcn_buf_put(&b, json_string_value(e),
 			    strlen(json_string_value(e)) + 1);
 	}
+	/* An empty list is no list (and nothing to keep). */
 	out->len = b.len;
-	out->data = keep(p, bcn_buf_steal(&b, NULL));
+	out->data = b.len > 0 ? keep(p, bcn_buf_steal(&b, NULL)) : NULL;
+	if (b.len == 0)
+		bcn_buf_close(&b);
 	if (out->data == NULL)
 		out->len = 0;
 	return !p->failed;

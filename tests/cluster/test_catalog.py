@@ -853,3 +853,18 @@ def test_cluster_each_server_is_its_own_agent(cluster_factory):
     put_ok(a, "/v1/agent/service/deregister/fw1")
     _, cat = get_json(leader, "/v1/catalog/service/fw")
     assert [e["Node"] for e in cat] == [b.name], cat
+
+
+def test_empty_tags_and_meta_are_accepted(node):
+    """Regression: an empty Tags list was answered 500 "out of memory"."""
+    r = node.put("/v1/agent/service/register",
+                 json={"Name": "empty", "ID": "empty1", "Tags": [],
+                       "Meta": {}, "Check": {"TTL": "10s", "Header": {}}})
+    assert r.status_code == 200, r.text
+    r = node.put("/v1/catalog/register",
+                 json={"Node": "extnode", "Address": "10.0.0.9",
+                       "NodeMeta": {}, "TaggedAddresses": {},
+                       "Service": {"Service": "x", "Tags": []}})
+    assert r.status_code == 200, r.text
+    svc = node.get("/v1/agent/service/empty1").json()
+    assert svc["Tags"] == [] and svc["Meta"] == {}
