@@ -80,6 +80,33 @@ static const struct cli_cmd commands[] = {
      "Replace the whole state with a backup", NULL},
     {"snapshot inspect", cli_snapshot_inspect, "FILE",
      "Verify a backup file and show what it holds", NULL},
+    {"lock", cli_lock, "[options] PREFIX -- COMMAND [ARGS...]",
+     "Run a command while holding the lock PREFIX/.lock",
+     "Creates a session (-ttl, renewed every TTL/3), waits for the lock,\n"
+     "runs COMMAND and releases the lock when it exits (with its status).\n"
+     "If the lock is lost (the session was destroyed or expired), COMMAND\n"
+     "is stopped (SIGTERM, then SIGKILL after 5s) and the exit code is 1."},
+    {"session list", cli_session, "[options]", "List the sessions", NULL},
+    {"session destroy", cli_session, "[options] ID",
+     "Destroy a session (its locks are released)", NULL},
+    {"secret put", cli_secret, "[options] PATH [DATA]",
+     "Write a secret (DATA, @file, or - for stdin)", NULL},
+    {"secret get", cli_secret, "[options] PATH", "Print a secret's value",
+     NULL},
+    {"secret delete", cli_secret, "[options] PATH", "Delete a secret", NULL},
+    {"secret list", cli_secret, "[options] [PREFIX]",
+     "List secret names (never values)", NULL},
+    {"secret rotate", cli_secret, "[options]",
+     "Re-seal every secret with the servers' first key", NULL},
+    {"keygen", cli_keygen, "",
+     "Print a new secret key (base64 of 32 random bytes)", NULL},
+    {"acl bootstrap", cli_acl, "[options]",
+     "Create the first (management) token, once", NULL},
+    {"acl policy create", cli_acl, "[options] -name NAME -rules RULES|@FILE",
+     "Create an ACL policy", NULL},
+    {"acl token create", cli_acl,
+     "[options] [-description TEXT] -policy-name NAME...",
+     "Create a token; its secret is shown once", NULL},
     {"version", cli_version, "", "Print the version", NULL},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

@@ -20,6 +20,8 @@
 
 enum { CLI_OK = 0, CLI_FAIL = 1, CLI_USAGE = 2 };
 
+#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
+
 enum cli_flag_type {
 	CLI_BOOL,     /* bool * */
 	CLI_STR,      /* const char ** (points into argv) */
@@ -137,6 +139,12 @@ int cli_health(struct cli *c, int argc, char **argv);
 int cli_register(struct cli *c, int argc, char **argv);
 int cli_deregister(struct cli *c, int argc, char **argv);
 int cli_check(struct cli *c, int argc, char **argv);
+/* cli_security.c */
+int cli_keygen(struct cli *c, int argc, char **argv);
+int cli_secret(struct cli *c, int argc, char **argv);
+int cli_acl(struct cli *c, int argc, char **argv);
+int cli_session(struct cli *c, int argc, char **argv);
+int cli_lock(struct cli *c, int argc, char **argv);
 int cli_members(struct cli *c, int argc, char **argv);
 int cli_raft_list_peers(struct cli *c, int argc, char **argv);
 int cli_raft_remove_peer(struct cli *c, int argc, char **argv);

@@ -9,8 +9,6 @@
 #include "client/cli.h"
 #include "client/client_int.h"
 
-#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-
 static const char *jstr(json_t *o, const char *name)
 {
 	json_t *v = json_object_get(o, name);

@@ -15,8 +15,6 @@
 
 extern char **environ;
 
-#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-
 static json_t *kv_json(const struct beacon_kv *kv)
 {
 	char *b64 = kv->value_len > 0
@@ -167,11 +165,68 @@ static int success(struct cli *c, const char *key, const char *what,
 	return CLI_OK;
 }
 
+/* kv put -acquire/-release -session: true is success, false exit 1. */
+static int lock_put(struct cli *c, const char *key, const char *data,
+		    size_t len, bool acquire, const char *session)
+{
+	char *esc = beacon_escape(key), *sesc = beacon_escape(session);
+	char *path = NULL, *query = NULL, *body = NULL;
+	struct beacon_req req = {.method = "PUT"};
+	struct beacon_meta m;
+	size_t n, blen = 0;
+	int rc = BEACON_ENOMEM;
+
+	if (esc != NULL && sesc != NULL) {
+		n = strlen(esc) + 8;
+		path = malloc(n);
+		if (path != NULL)
+			snprintf(path, n, "/v1/kv/%s", esc);
+		n = strlen(sesc) + 10;
+		query = malloc(n);
+		if (query != NULL)
+			snprintf(query, n, "%s=%s",
+				 acquire ? "acquire" : "release", sesc);
+	}
+	if (path != NULL && query != NULL) {
+		req.path = path;
+		req.query = query;
+		req.body = data != NULL ? data : "";
+		req.body_len = len;
+		rc = beacon_request(c->b, &req, &body, &blen, &m);
+	}
+	if (rc != 0) {
+		rc = cli_fail(rc, &m, "Failed to %s the lock on %s",
+			      acquire ? "acquire" : "release", key);
+	} else if (body == NULL || strncmp(body, "true", 4) != 0) {
+		fprintf(stderr, "Error! Did not %s the lock on %s\n",
+			acquire ? "acquire" : "release", key);
+		rc = CLI_FAIL;
+	} else {
+		printf("Success! Lock %s on: %s\n",
+		       acquire ? "acquired" : "released", key);
+		rc = CLI_OK;
+	}
+	free(esc);
+	free(sesc);
+	free(path);
+	free(query);
+	free(body);
+	return rc;
+}
+
 int cli_kv_put(struct cli *c, int argc, char **argv)
 {
 	bool cas = false, b64 = false, index_set = false;
+	bool acquire = false, release = false;
+	const char *session = NULL;
 	uint64_t fl = 0, index = 0;
 	struct cli_flag flags[] = {
+	    {"acquire", CLI_BOOL, &acquire, NULL, NULL,
+	     "take the key's lock for -session"},
+	    {"release", CLI_BOOL, &release, NULL, NULL,
+	     "give the key's lock of -session back"},
+	    {"session", CLI_STR, &session, NULL, "ID",
+	     "the session of -acquire or -release"},
 	    {"flags", CLI_U64, &fl, NULL, "N", "flags to store (default 0)"},
 	    {"cas", CLI_BOOL, &cas, NULL, NULL,
 	     "write only if the key's ModifyIndex is -modify-index (0: only "
@@ -210,7 +265,17 @@ int cli_kv_put(struct cli *c, int argc, char **argv)
 		}
 		data = raw;
 	}
+	if ((acquire || release) && (session == NULL || cas)) {
+		free(data);
+		return cli_usage(c, "-acquire and -release need -session (and "
+				    "no -cas)");
+	}
 	rc = cli_connect(c, 10000);
+	if (rc == 0 && (acquire || release)) {
+		rc = lock_put(c, key, data, len, acquire, session);
+		free(data);
+		return rc;
+	}
 	if (rc == 0) {
 		rc = cas ? beacon_kv_cas(c->b, key, data != NULL ? data : "",
 					 len, fl, index, &m)

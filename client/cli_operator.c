@@ -19,7 +19,6 @@
 #include "client/cli.h"
 #include "client/client_int.h"
 
-#define N_OF(a)		    (sizeof(a) / sizeof((a)[0]))
 #define SNAP_HEADER	    64
 #define SNAPSHOT_TIMEOUT_MS 300000
 

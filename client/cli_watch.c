@@ -25,8 +25,6 @@
 
 extern char **environ;
 
-#define N_OF(a) (sizeof(a) / sizeof((a)[0]))
-
 static const int handled[] = {SIGINT,  SIGTERM, SIGHUP, SIGQUIT,
 			      SIGUSR1, SIGUSR2, SIGCHLD};
 
