@@ -541,6 +541,7 @@ void kv_result_init(struct kv_result *r)
 {
 	memset(r, 0, sizeof *r);
 	r->ok = true;
+	r->want_entries = true;
 }
 
 void kv_result_close(struct kv_result *r)
@@ -583,7 +584,7 @@ int kv_int_result_add(struct kv_store *s, struct kv_result *res,
 	struct kv_entry *e;
 	int rc;
 
-	if (res == NULL)
+	if (res == NULL || !res->want_entries)
 		return 0;
 	e = list_push(&res->entries);
 	if (e == NULL)
@@ -682,31 +683,48 @@ static int do_delete_tree(struct kv_store *s, const char *prefix,
 	return rc;
 }
 
+/* Whether @key exists, and its ModifyIndex, without copying the row. */
+static int peek(struct kv_store *s, const char *key, bool *exists,
+		uint64_t *modify_index)
+{
+	sqlite3_stmt *st = s->st[ST_GET];
+	int rc;
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*exists = rc == SQLITE_ROW;
+	*modify_index = *exists ? (uint64_t)sqlite3_column_int64(st, 4)
+				: 0; /* ENTRY_COLS */
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_err(rc);
+}
+
 /* Run one op. Returns 0, 1 for a failed check (reported in @res), or a
  * negative error. */
 static int run_op(struct kv_store *s, const struct kv_op *op, size_t i,
 		  uint64_t index, struct kv_result *res)
 {
-	struct kv_entry cur;
 	uint64_t cur_index;
 	bool exists;
 	int rc;
 
 	if (op->verb == KV_GET_TREE) {
-		if (res == NULL)
+		if (res == NULL || !res->want_entries)
 			return 0;
 		return kv_list(s, op->key, false, &res->entries, NULL);
 	}
 	if (op->verb == KV_DELETE_TREE)
 		return do_delete_tree(s, op->key, index);
+	if (op->verb == KV_SET) {
+		/* The hot path: nothing to check, so nothing to read. */
+		rc = kv_int_put(s, op, index);
+		return rc != 0 ? rc : kv_int_result_add(s, res, op->key, false);
+	}
 
-	rc = kv_get(s, op->key, &cur, NULL);
-	if (rc != 0 && rc != BCN_ENOTFOUND)
+	rc = peek(s, op->key, &exists, &cur_index);
+	if (rc != 0)
 		return rc;
-	exists = rc == 0;
-	cur_index = exists ? cur.modify_index : 0;
-	if (exists)
-		kv_entry_close(&cur);
 
 	switch (op->verb) {
 	case KV_LOCK:

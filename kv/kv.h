@@ -133,6 +133,7 @@ struct kv_result {
 	 * message is never cut inside a UTF-8 sequence */
 	char what[KV_MAX_KEY_LEN + 128];
 	struct kv_list entries; /* result entries, in op order */
+	bool want_entries;	/* false: skip them (a plain PUT needs none) */
 };
 
 void kv_result_init(struct kv_result *r);

@@ -518,6 +518,10 @@ static int fsm_restore(struct raft_fsm *fsm, struct raft_buffer *buf)
 static int open_db(struct cluster *c, const struct cluster_options *o,
 		   char *errmsg)
 {
+	/* One thread uses SQLite: no mutexes, no memory statistics. Refused
+	 * (harmlessly) if SQLite is already initialised, as in unit tests. */
+	(void)sqlite3_config(SQLITE_CONFIG_SINGLETHREAD);
+	(void)sqlite3_config(SQLITE_CONFIG_MEMSTATUS, 0);
 	char path[4096], pragmas[256];
 	int rc;
 
@@ -1026,6 +1030,7 @@ static int propose(struct cluster *c, const struct bcn_buf *enc,
 	req->c = c;
 	req->cb = cb;
 	kv_result_init(&req->result);
+	req->result.want_entries = !req->no_entries;
 	memset(&req->cat, 0, sizeof req->cat);
 	rc = raft_apply(&c->raft, a, &buf, 1, apply_cb);
 	if (rc != 0) {

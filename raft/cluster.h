@@ -84,6 +84,7 @@ struct cluster_req {
 	struct kv_result result; /* owned; kv_result_close() after @cb */
 	struct cat_result cat;	 /* outcome of a catalog proposal */
 	uint64_t index;		 /* log index of the entry */
+	bool no_entries;	 /* the caller wants no result entries */
 	uint64_t start_ns;	 /* uv_hrtime() at the proposal */
 	/* private */
 	struct cluster *c;

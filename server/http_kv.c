@@ -261,6 +261,7 @@ static void kv_put(struct http_req *r)
 		op.verb = has_cas ? KV_CAS : KV_SET;
 	op.now_ms = srv_now_ms();
 	op.key = key;
+	r->creq.no_entries = true; /* true/false is the whole answer */
 	op.value = r->body.data;
 	op.value_len = r->body.len;
 	http_propose(r, &op, 1, kv_written);
@@ -286,6 +287,7 @@ static void kv_delete(struct http_req *r)
 		  : has_cas ? KV_DELETE_CAS
 			    : KV_DELETE;
 	op.key = key;
+	r->creq.no_entries = true;
 	http_propose(r, &op, 1, kv_written);
 }
 

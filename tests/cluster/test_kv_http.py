@@ -747,16 +747,21 @@ def test_consistency_modes(kv_node):
         assert_meta(r)
 
 
-@pytest.mark.parametrize("query", [
-    "acquire=8f246b77-f3e1-ff88-5b48-8ec93abf3e05",
-    "release=8f246b77-f3e1-ff88-5b48-8ec93abf3e05",
-])
-def test_sessions_not_implemented(kv_node, query):
+def test_unknown_session_changes_nothing(kv_node):
+    """acquire with a session that does not exist: 500 `invalid session`
+    (Consul's answer); release by a session that holds nothing: false.
+    Neither changes anything."""
+    sid = "8f246b77-f3e1-4f88-9b48-8ec93abf3e05"
     put_ok(kv_node, "sess/existing", b"orig")
     before = store_state(kv_node)
-    r = kv_node.put(kv("sess/existing", query), data=b"new")
-    assert_error(r, 400)
-    r = kv_node.put(kv("sess/new", query), data=b"new")
+    r = kv_node.put(kv("sess/existing", "acquire=" + sid), data=b"new")
+    assert_error(r, 500)
+    assert "invalid session" in r.text
+    r = kv_node.put(kv("sess/new", "acquire=" + sid), data=b"new")
+    assert_error(r, 500)
+    r = kv_node.put(kv("sess/existing", "release=" + sid), data=b"new")
+    assert r.status_code == 200 and r.json() is False
+    r = kv_node.put(kv("sess/existing", "acquire=not-a-session"), data=b"x")
     assert_error(r, 400)
     assert store_state(kv_node) == before
     assert value_of(kv_node, "sess/existing") == b"orig"
