@@ -17,6 +17,8 @@
 #   BEACON_HTTP_ADDR  <container address>:8500. Not 0.0.0.0: followers
 #                     forward requests to the leader's BEACON_HTTP_ADDR, so
 #                     it must be an address the other servers can reach.
+#   BEACON_DNS_ADDR   0.0.0.0:8600 (answers come from local state: any
+#                     address will do). Set it to "" for no DNS.
 # The container address is BEACON_ADVERTISE_IP if set, else the first
 # non-loopback address of `hostname -i` / `hostname -I` (IPv4 preferred).
 #
@@ -156,7 +158,8 @@ if [ -z "${BEACON_RAFT_ADDR:-}" ]; then
 	fi
 fi
 BEACON_HTTP_ADDR=$(http_addr)
-export BEACON_RAFT_ADDR BEACON_HTTP_ADDR
+BEACON_DNS_ADDR=${BEACON_DNS_ADDR-0.0.0.0:8600}
+export BEACON_RAFT_ADDR BEACON_HTTP_ADDR BEACON_DNS_ADDR
 
 case $BEACON_HTTP_ADDR in
 0.0.0.0:*)

@@ -322,12 +322,13 @@ def test_dockerfile_static():
     assert "deploy/install-deps.sh" in text and "make " in text
     for pkg in ("libraft0/bookworm-backports", "libuv1", "libsqlite3-0",
                 "libjansson4", "libmicrohttpd12", "libcurl4", "libxxhash0",
+                "libsodium23", "libgnutls30",
                 "ca-certificates", "curl"):
         assert re.search(r"\s%s\s" % re.escape(pkg), text), pkg
     user = re.search(r"^USER (\S+)", text, re.M)
     assert user and not user.group(1).startswith(("root", "0"))
     assert re.search(r"^VOLUME /var/lib/beacon$", text, re.M)
-    assert re.search(r"^EXPOSE 8500 8300$", text, re.M)
+    assert re.search(r"^EXPOSE 8500 8300 8600 8600/udp$", text, re.M)
     assert re.search(r"^HEALTHCHECK .*\n?.*/v1/status/live", text, re.M)
     assert 'ENTRYPOINT ["/usr/local/bin/docker-entrypoint.sh"]' in text
     assert os.access(ENTRYPOINT, os.X_OK)
