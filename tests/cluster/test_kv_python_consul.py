@@ -218,8 +218,19 @@ def test_blocking_recurse(c, kv_node):
     assert int(new_index) > int(index)
 
 
-def test_session_params_rejected(c):
-    # Sessions are not implemented yet: 400, which python-consul raises.
-    with pytest.raises(consul.base.BadRequest):
-        c.kv.put("pyl/k", "v", acquire="8f246b77-f3e1-ff88-5b48-8ec93abf3e05")
+def test_session_locks(c):
+    # An unknown session: 500 "invalid session", which python-consul
+    # raises; nothing is written.
+    with pytest.raises(consul.base.ConsulException):
+        c.kv.put("pyl/k", "v", acquire="8f246b77-f3e1-4f88-9b48-8ec93abf3e05")
     assert c.kv.get("pyl/k")[1] is None
+    # A real one: acquire, then another session cannot take it.
+    sid = c.session.create(lock_delay=0)
+    other = c.session.create(lock_delay=0)
+    assert c.kv.put("pyl/k", "v", acquire=sid) is True
+    assert c.kv.put("pyl/k", "w", acquire=other) is False
+    assert c.kv.get("pyl/k")[1]["Session"] == sid
+    assert c.kv.put("pyl/k", "v", release=sid) is True
+    assert c.kv.put("pyl/k", "w", acquire=other) is True
+    c.session.destroy(sid)
+    c.session.destroy(other)
