@@ -7,6 +7,7 @@
 #include "common/parse.h"
 #include "server/http.h"
 #include "server/json_member.h"
+#include "server/sessions.h"
 #include "server/srv.h"
 
 /* Append one DirEntry in Consul's field order. */
@@ -228,6 +229,85 @@ static bool conflicting(struct http_req *r, const char *const *names, size_t n)
 	return false;
 }
 
+/* ---- ?ttl: keys that vanish unless refreshed (Beacon's extension) -------
+ *
+ * PUT /v1/kv/<key>?ttl=30s writes the key held by a session of its own
+ * (named "kv-ttl:<key>", TTL as given, behavior delete, no checks); the
+ * same PUT again refreshes it (renews the session, writes the value). The
+ * key is deleted 1.5 × TTL after the last refresh (never before the TTL,
+ * within 2 × TTL), by the session machinery. */
+
+#define TTL_SESSION_PREFIX "kv-ttl:"
+
+/* The session that keeps @key alive, if any. */
+static bool ttl_session_of(struct http_req *r, const char *key, char *id)
+{
+	struct kv_session_list l = {0};
+	bool found = false;
+	size_t plen = strlen(TTL_SESSION_PREFIX);
+
+	if (kv_session_list(cluster_kv(r->srv->cluster), NULL, &l) != 0)
+		return false;
+	for (size_t i = 0; i < l.n && !found; i++) {
+		const char *n = l.items[i].name;
+		if (strncmp(n, TTL_SESSION_PREFIX, plen) == 0 &&
+		    strcmp(n + plen, key) == 0) {
+			snprintf(id, KV_SESSION_ID_LEN + 1, "%s",
+				 l.items[i].id);
+			found = true;
+		}
+	}
+	kv_session_list_close(&l);
+	return found;
+}
+
+/* Write @key held by session @sid (the refresh, or after the create). */
+static void ttl_write(struct http_req *r, const char *sid)
+{
+	struct kv_op op = {.verb = KV_LOCK};
+
+	op.key = r->rest;
+	op.session = sid;
+	op.now_ms = srv_now_ms();
+	op.value = r->body.data;
+	op.value_len = r->body.len;
+	(void)http_arg_u64(r, "flags", &op.flags, NULL, "Invalid flags");
+	r->creq.no_entries = true;
+	http_propose(r, &op, 1, kv_written);
+}
+
+static void ttl_session_made(struct http_req *r, int status)
+{
+	if (status != 0 || !r->creq.result.ok) {
+		http_reply_err(r, status != 0 ? status : BCN_EINTERNAL);
+		return;
+	}
+	kv_result_close(&r->creq.result);
+	ttl_write(r, r->session_id);
+}
+
+static void kv_put_ttl(struct http_req *r, const char *key, uint64_t ttl_ms)
+{
+	struct kv_session sess;
+	char name[KV_MAX_KEY_LEN + 16];
+	char sid[KV_SESSION_ID_LEN + 1];
+
+	if (ttl_session_of(r, key, sid) && sessions_renew(r->srv, sid) == 0) {
+		snprintf(r->session_id, sizeof r->session_id, "%s", sid);
+		ttl_write(r, r->session_id);
+		return;
+	}
+	memset(&sess, 0, sizeof sess);
+	srv_session_uuid(r->srv, sess.id);
+	snprintf(name, sizeof name, "%s%s", TTL_SESSION_PREFIX, key);
+	sess.name = name;
+	sess.node = r->srv->cfg->node;
+	sess.behavior = KV_BEHAVIOR_DELETE;
+	sess.ttl_ms = ttl_ms;
+	snprintf(r->session_id, sizeof r->session_id, "%s", sess.id);
+	http_propose_session(r, CMD_SESSION_CREATE, &sess, ttl_session_made);
+}
+
 static void kv_put(struct http_req *r)
 {
 	static const char *const excl[] = {"cas", "acquire", "release"};
@@ -255,6 +335,26 @@ static void kv_put(struct http_req *r)
 	if (!http_arg_u64(r, "flags", &op.flags, NULL, "Invalid flags") ||
 	    !http_arg_u64(r, "cas", &op.index, &has_cas, "Invalid cas index"))
 		return;
+	if (http_arg(r, "ttl") != NULL) {
+		uint64_t ttl_ms;
+		if (op.session != NULL || has_cas) {
+			http_reply_text(r, 400,
+					"?ttl cannot be combined with "
+					"?cas, ?acquire or ?release");
+			return;
+		}
+		if (bcn_parse_duration_ms(http_arg(r, "ttl")->value, &ttl_ms) !=
+			0 ||
+		    ttl_ms < 10000 || ttl_ms > 86400000) {
+			http_reply_text(r, 400,
+					"Invalid ttl: a duration from "
+					"10s to 24h");
+			return;
+		}
+		if (http_write_ok(r))
+			kv_put_ttl(r, key, ttl_ms);
+		return;
+	}
 	if (!http_write_ok(r))
 		return;
 	if (op.session == NULL)

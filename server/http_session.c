@@ -174,7 +174,7 @@ static bool pack_checks(json_t *v, struct bcn_buf *b, size_t *n)
 	return true;
 }
 
-static void new_uuid(char out[KV_SESSION_ID_LEN + 1], struct srv *s)
+void srv_session_uuid(struct srv *s, char out[KV_SESSION_ID_LEN + 1])
 {
 	uint8_t b[16];
 
@@ -363,7 +363,7 @@ static void session_create(struct http_req *r)
 	s.node_checks_len = nchecks.len;
 	s.service_checks = schecks.data;
 	s.service_checks_len = schecks.len;
-	new_uuid(s.id, r->srv);
+	srv_session_uuid(r->srv, s.id);
 	snprintf(r->session_id, sizeof r->session_id, "%s", s.id);
 	http_propose_session(r, CMD_SESSION_CREATE, &s, created);
 out:

@@ -76,6 +76,8 @@ uint64_t srv_random(struct srv *s);
 /* The wall clock in milliseconds since the epoch: the time the leader writes
  * into the log for lock-delays. */
 uint64_t srv_now_ms(void);
+/* A new random session ID (a version 4 UUID). */
+void srv_session_uuid(struct srv *s, char out[37]);
 /* True if @id looks like a session ID: 36 characters of hex digits and
  * dashes in the 8-4-4-4-12 form. */
 bool http_session_id_ok(const char *id);

@@ -404,3 +404,33 @@ def test_leader_failover_invalidates_no_live_session(cluster_factory):
     finally:
         stop.set()
         t.join(10)
+
+
+def test_kv_ttl_extension(node):
+    """PUT ?ttl= (Beacon's extension): the key vanishes 1.5 x TTL after its
+    last refresh, never before the TTL; a refresh is the same PUT."""
+    wait_node_ready(node)
+    assert node.put("/v1/kv/eph/a?ttl=5s", data=b"x").status_code == 400
+    assert node.put("/v1/kv/eph/a?ttl=10s&cas=0",
+                    data=b"x").status_code == 400
+    t0 = time.monotonic()
+    r = node.put("/v1/kv/eph/a?ttl=10s", data=b"one")
+    assert r.status_code == 200 and r.json() is True, r.text
+    assert node.put("/v1/kv/eph/b?ttl=10s", data=b"kept").json() is True
+    sessions = node.get("/v1/session/list").json()
+    assert {s["Name"] for s in sessions} == {"kv-ttl:eph/a", "kv-ttl:eph/b"}
+    # Refresh b every 3 s for 20 s; a is left alone.
+    deadline = time.monotonic() + 20
+    a_gone = None
+    while time.monotonic() < deadline:
+        assert node.put("/v1/kv/eph/b?ttl=10s", data=b"kept").json() is True
+        if a_gone is None and kv_entry(node, "eph/a") is None:
+            a_gone = time.monotonic() - t0
+        time.sleep(3)
+    assert a_gone is not None and 10.0 <= a_gone <= 20.5, a_gone
+    e = kv_entry(node, "eph/b")
+    assert e is not None and base64.b64decode(e["Value"]) == b"kept"
+    # Only one session per key, however many refreshes.
+    names = [s["Name"] for s in node.get("/v1/session/list").json()]
+    assert names == ["kv-ttl:eph/b"], names
+    print("ttl key without refresh gone after %.1f s" % a_gone)
