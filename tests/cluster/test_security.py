@@ -336,6 +336,9 @@ def test_audit_log(node_factory, tmp_path):
     node.get("/v1/secret/s1", headers=tok(mgmt))
     node.get("/v1/kv/cfg", headers=tok(mgmt))      # a plain read: not audited
     node.delete("/v1/kv/cfg", headers=tok(mgmt))
+    # A line is written when its request completes, just after the reply.
+    wait_until(lambda: '"DELETE"' in audit.read_text(), 5,
+               "the DELETE's audit line")
     text = audit.read_text()
     assert MARK not in text and mgmt not in text and "token=" not in text
     lines = [json.loads(x) for x in text.splitlines()]
