@@ -60,3 +60,15 @@ int dns_server_start(struct dns_server **out, struct uv_loop_s *loop,
  * handle and connection, drop pending forwards, and free @d; then call
  * @cb(@data) if @cb is not NULL, never from inside this call. */
 void dns_server_stop(struct dns_server *d, void (*cb)(void *data), void *data);
+
+/* Counters since start, for metrics. */
+struct dns_server_stats {
+	uint64_t udp, tcp;	     /* queries received */
+	uint64_t noerror, nxdomain;  /* answers by rcode */
+	uint64_t other_rcode;	     /* FORMERR, SERVFAIL, NOTIMP, REFUSED... */
+	uint64_t truncated;	     /* UDP answers with TC set */
+	uint64_t forwarded, dropped; /* to the recursor; not answered */
+};
+
+void dns_server_get_stats(const struct dns_server *d,
+			  struct dns_server_stats *out);

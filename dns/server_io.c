@@ -61,6 +61,7 @@ struct dns_server {
 	size_t udp_queued;
 
 	uint64_t rng;
+	struct dns_server_stats stats;
 	unsigned handles; /* open or closing, connections' included */
 	bool stopping;
 	void (*stop_cb)(void *data);
@@ -531,10 +532,37 @@ static enum dns_action answer(struct dns_server *d, const uint8_t *msg,
 	    .rand_data = d,
 	};
 	struct cat_store *cat = d->cat(d->cat_data);
+	enum dns_action act;
 
-	return dns_lookup_answer(d->lookup, cat, &req, d->obuf + 2,
-				 tcp ? DNS_MAX_MSG : DNS_LOOKUP_UDP_MAX,
-				 out_len);
+	act =
+	    dns_lookup_answer(d->lookup, cat, &req, d->obuf + 2,
+			      tcp ? DNS_MAX_MSG : DNS_LOOKUP_UDP_MAX, out_len);
+	if (tcp)
+		d->stats.tcp++;
+	else
+		d->stats.udp++;
+	if (act == DNS_ACT_FORWARD) {
+		d->stats.forwarded++;
+	} else if (act == DNS_ACT_DROP || *out_len < DNS_HEADER_LEN) {
+		d->stats.dropped++;
+	} else {
+		unsigned rcode = d->obuf[2 + 3] & 0x0f;
+		if (rcode == DNS_RCODE_NOERROR)
+			d->stats.noerror++;
+		else if (rcode == DNS_RCODE_NXDOMAIN)
+			d->stats.nxdomain++;
+		else
+			d->stats.other_rcode++;
+		if (d->obuf[2 + 2] & (DNS_FLAG_TC >> 8))
+			d->stats.truncated++;
+	}
+	return act;
+}
+
+void dns_server_get_stats(const struct dns_server *d,
+			  struct dns_server_stats *out)
+{
+	*out = d->stats;
 }
 
 static void alloc_cb(uv_handle_t *h, size_t suggested, uv_buf_t *buf)

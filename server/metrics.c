@@ -8,6 +8,7 @@
 #include "common/alloc.h"
 #include "common/buf.h"
 #include "server/http.h"
+#include "dns/server.h"
 #include "health/checks.h"
 #include "server/srv.h"
 
@@ -84,6 +85,7 @@ struct snapshot {
 	uint64_t kv_keys, kv_bytes, rss, blocking, held;
 	uint64_t nodes, services, checks;
 	struct checks_stats ck;
+	struct dns_server_stats dns;
 	bool ready;
 };
 
@@ -98,6 +100,8 @@ static void gather(struct srv *s, struct snapshot *g)
 		g->nodes = g->services = g->checks = 0;
 	if (s->checks != NULL)
 		checks_get_stats(s->checks, &g->ck);
+	if (s->dns != NULL)
+		dns_server_get_stats(s->dns, &g->dns);
 	g->rss = rss_bytes();
 	g->blocking = s->heap_n;
 	for (struct http_req *r = s->held_head; r != NULL; r = r->hnext)
@@ -216,6 +220,28 @@ static void prometheus(struct srv *s, struct bcn_buf *b)
 	prom_counter(b, "beacon_checks_deregistered_total",
 		     "services removed after DeregisterCriticalServiceAfter",
 		     g.ck.deregistered);
+	prom_head(b, "beacon_dns_queries_total", "counter",
+		  "DNS queries received, by transport");
+	bcn_buf_printf(b,
+		       "beacon_dns_queries_total{transport=\"udp\"} %llu\n"
+		       "beacon_dns_queries_total{transport=\"tcp\"} %llu\n",
+		       (unsigned long long)g.dns.udp,
+		       (unsigned long long)g.dns.tcp);
+	prom_head(b, "beacon_dns_answers_total", "counter",
+		  "DNS answers, by outcome");
+	bcn_buf_printf(b,
+		       "beacon_dns_answers_total{rcode=\"noerror\"} %llu\n"
+		       "beacon_dns_answers_total{rcode=\"nxdomain\"} %llu\n"
+		       "beacon_dns_answers_total{rcode=\"other\"} %llu\n"
+		       "beacon_dns_answers_total{rcode=\"forwarded\"} %llu\n"
+		       "beacon_dns_answers_total{rcode=\"dropped\"} %llu\n",
+		       (unsigned long long)g.dns.noerror,
+		       (unsigned long long)g.dns.nxdomain,
+		       (unsigned long long)g.dns.other_rcode,
+		       (unsigned long long)g.dns.forwarded,
+		       (unsigned long long)g.dns.dropped);
+	prom_counter(b, "beacon_dns_truncated_total",
+		     "UDP answers cut to fit, with TC set", g.dns.truncated);
 	prom_gauge(b, "beacon_http_blocking_queries",
 		   "blocking queries waiting for a change", (double)g.blocking);
 	prom_gauge(b, "beacon_http_waiting_for_leader",
@@ -307,6 +333,10 @@ static void json(struct srv *s, struct bcn_buf *b)
 	json_gauge(b, &first, "beacon.checks.running", (double)g.ck.checks);
 	json_gauge(b, &first, "beacon.checks.heartbeats", (double)g.ck.beats);
 	json_gauge(b, &first, "beacon.checks.writes", (double)g.ck.writes);
+	json_gauge(b, &first, "beacon.dns.queries",
+		   (double)(g.dns.udp + g.dns.tcp));
+	json_gauge(b, &first, "beacon.dns.nxdomain", (double)g.dns.nxdomain);
+	json_gauge(b, &first, "beacon.dns.truncated", (double)g.dns.truncated);
 	json_gauge(b, &first, "beacon.http.blocking_queries",
 		   (double)g.blocking);
 	json_gauge(b, &first, "beacon.http.waiting_for_leader", (double)g.held);

@@ -637,3 +637,20 @@ def test_recursor_alt_domain_and_ttls(node_factory, recursor):
     assert ask(n, "west.service.consul").answer[0].ttl == 5
     assert ask(n, "db.service.consul").answer[0].ttl == 1
     assert ask(n, "%s.node.consul" % n.name).answer[0].ttl == 30
+
+
+def test_dns_metrics(node):
+    """Queries and their outcomes are counted in /v1/agent/metrics."""
+    import dns.message
+    import dns.query
+
+    port = node.dns_port
+    for name in ("consul.service.consul.", "nope.service.consul."):
+        q = dns.message.make_query(name, "SRV")
+        dns.query.udp(q, "127.0.0.1", port=port, timeout=3)
+    text = node.get("/v1/agent/metrics?format=prometheus").text
+    values = dict(line.rsplit(" ", 1) for line in text.splitlines()
+                  if line.startswith("beacon_dns_"))
+    assert int(values['beacon_dns_queries_total{transport="udp"}']) >= 2
+    assert int(values['beacon_dns_answers_total{rcode="nxdomain"}']) >= 1
+    assert int(values['beacon_dns_answers_total{rcode="noerror"}']) >= 1
