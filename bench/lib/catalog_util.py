@@ -12,12 +12,18 @@ after 10 s).
   catalog_util.py critical HOST:PORT PREFIX
       Prints "CRITICAL of_prefix=<a> total=<b>": the checks that
       /v1/health/state/critical lists, of services whose ID starts with
-      PREFIX- and in all."""
+      PREFIX- and in all.
+
+  catalog_util.py wait-services SERVERS N TIMEOUT
+      Waits until every server's beacon_catalog_services gauge (its local
+      catalog, /v1/agent/metrics) is at least N; prints "SERVICES <n1>
+      <n2> ..."; exits 1 after TIMEOUT s."""
 import http.client
 import json
 import os
 import sys
 import threading
+import time
 
 TIMEOUT = 10
 
@@ -78,10 +84,38 @@ def critical(addr, prefix):
     print("CRITICAL of_prefix=%d total=%d" % (mine, len(checks)))
 
 
+def services_gauge(addr):
+    conn = http.client.HTTPConnection(*split_addr(addr), timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/v1/agent/metrics?format=prometheus")
+        for line in conn.getresponse().read().decode().splitlines():
+            if line.startswith("beacon_catalog_services "):
+                return int(float(line.split()[1]))
+    except (OSError, http.client.HTTPException, ValueError):
+        pass
+    finally:
+        conn.close()
+    return None
+
+
+def wait_services(servers, n, timeout):
+    deadline = time.monotonic() + timeout
+    while True:
+        counts = [services_gauge(a) for a in servers.split(",")]
+        done = all(c is not None and c >= n for c in counts)
+        if done or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    print("SERVICES " + " ".join("?" if c is None else str(c) for c in counts))
+    sys.exit(0 if done else 1)
+
+
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "register":
         register(sys.argv[2], int(sys.argv[3]), sys.argv[4], sys.argv[5])
     elif len(sys.argv) == 4 and sys.argv[1] == "critical":
         critical(sys.argv[2], sys.argv[3])
+    elif len(sys.argv) == 5 and sys.argv[1] == "wait-services":
+        wait_services(sys.argv[2], int(sys.argv[3]), float(sys.argv[4]))
     else:
         sys.exit(__doc__)

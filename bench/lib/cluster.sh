@@ -38,26 +38,19 @@ node_start() {
 	node_cmd "$i"
 	NODE_STARTS[i]=$((${NODE_STARTS[i]:-0} + 1))
 	mkdir -p "$DATA_DIR/n$i"
-	printf '==== start #%d at %s: %s\n' "${NODE_STARTS[i]}" "$(date -u +%H:%M:%S.%N)" "${NODE_CMD[*]}" >>"$logf"
-	"${NODE_CMD[@]}" </dev/null >>"$logf" 2>&1 &
-	SERVER_PIDS[i]=$!
+	start_logged "$logf" "${NODE_STARTS[i]}" "${NODE_CMD[@]}"
+	SERVER_PIDS[i]=$STARTED_PID
 }
 
 node_alive() { [[ -n ${SERVER_PIDS[$1]:-} ]] && kill -0 "${SERVER_PIDS[$1]}" 2>/dev/null; }
 
 # Did node i's latest start fail because a port was taken?
-node_port_clash() {
-	awk -v k="==== start #${NODE_STARTS[$1]} " 'index($0, k) == 1 {on = 1; next} on' \
-		"$CLUSTER_LOGS/n$1.log" | grep -qi 'address already in use\|EADDRINUSE\|address in use'
-}
+node_port_clash() { start_port_clash "$CLUSTER_LOGS/n$1.log" "${NODE_STARTS[$1]}"; }
 
 # kill -9 node i and reap it. Sets KILL_TS (EPOCHREALTIME just before the
 # signal).
 node_kill9() {
-	local pid=${SERVER_PIDS[$1]}
-	KILL_TS=$EPOCHREALTIME
-	kill -KILL "$pid"
-	wait "$pid" 2>/dev/null || true
+	kill9 "${SERVER_PIDS[$1]}"
 	SERVER_PIDS[$1]=""
 }
 
@@ -104,35 +97,21 @@ node_put_true() {
 # leader answers `true` to a PUT; sets LEADER. Fails (with the log tail) if a
 # node exits meanwhile.
 cluster_wait_ready() {
-	local deadline=$((SECONDS + $1)) i
-	while ((SECONDS < deadline)); do
-		for i in "${NODES[@]}"; do
-			if [[ -n ${SERVER_PIDS[i]:-} ]] && ! kill -0 "${SERVER_PIDS[i]}" 2>/dev/null; then
-				log "n$i exited; tail of $CLUSTER_LOGS/n$i.log:"
-				tail -n 20 "$CLUSTER_LOGS/n$i.log" >&2
-				return 1
-			fi
-		done
-		cluster_leader
-		if [[ -n $LEADER ]] && node_put_true "$LEADER" bench/_ready "$(date +%s)"; then
-			return 0
-		fi
-		sleep 0.1
-	done
-	log "no common leader accepting writes within $1 s; see $CLUSTER_LOGS"
-	return 1
+	server_procs n SERVER_PIDS NODE_STARTS
+	wait_ready "$1" cluster_ready_now "no common leader accepting writes" "${PROCS[@]}"
+}
+
+cluster_ready_now() {
+	cluster_leader
+	[[ -n $LEADER ]] && node_put_true "$LEADER" bench/_ready "$(date +%s)"
 }
 
 # Pick ports and start the three nodes with fresh data directories; does
 # not wait. Sets CLUSTER_LAUNCH_TS (EPOCHREALTIME just before the first start).
 cluster_launch() {
-	local i ports
+	local i
 	mkdir -p "$CLUSTER_LOGS"
-	read -r -a ports < <(free_ports 6)
-	for i in "${NODES[@]}"; do
-		HTTP_PORT[i]=${ports[2 * i - 2]}
-		RAFT_PORT[i]=${ports[2 * i - 1]}
-	done
+	pick_port_pairs HTTP_PORT RAFT_PORT
 	INITIAL_CLUSTER="n1=127.0.0.1:${RAFT_PORT[1]},n2=127.0.0.1:${RAFT_PORT[2]},n3=127.0.0.1:${RAFT_PORT[3]}"
 	log "starting 3 nodes: HTTP ports ${HTTP_PORT[*]}, raft ports ${RAFT_PORT[*]}, data in $DATA_DIR ($DATA_FS), election timeout $ELECTION_TIMEOUT, heartbeat $HEARTBEAT"
 	for i in "${NODES[@]}"; do rm -rf -- "${DATA_DIR:?}/n$i"; done
@@ -143,21 +122,18 @@ cluster_launch() {
 # Pick ports, start the three nodes and wait until they are ready (sets
 # LEADER). Retries with fresh ports (at most 3 times) when a port was taken
 # between picking and binding it.
-cluster_start() {
-	local attempt i clash
-	for attempt in 1 2 3; do
-		cluster_launch
-		cluster_wait_ready 30 && return 0
-		clash=""
-		for i in "${NODES[@]}"; do
-			node_alive "$i" || { node_port_clash "$i" && clash=1; }
-		done
-		stop_servers "${SERVER_PIDS[@]}"
-		SERVER_PIDS=()
-		[[ -n $clash && $attempt -lt 3 ]] || return 1
-		log "a port was taken meanwhile; retrying with fresh ports"
-	done
-	return 1
+cluster_start() { start_with_retries cluster_launch cluster_wait_ready cluster_port_clash cluster_stop; }
+
+# Did a node exit because a port was taken?
+cluster_port_clash() {
+	server_procs n SERVER_PIDS NODE_STARTS
+	any_port_clash "${PROCS[@]}"
+}
+
+# Stop the nodes by PID (their data stays).
+cluster_stop() {
+	stop_servers "${SERVER_PIDS[@]}"
+	SERVER_PIDS=()
 }
 
 # For wait loops after a (re)start: succeeds if node i runs; if it exited

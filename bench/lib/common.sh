@@ -111,6 +111,112 @@ bench_traps() {
 	trap 'exit 143' TERM
 }
 
+# ---- server processes (lib/cluster.sh, lib/etcd.sh) ----
+
+# Start a server in the background, its output appended to the log file $1
+# after a line "==== start #$2 at <time>: <command>"; the command follows.
+# Sets STARTED_PID.
+start_logged() {
+	local logf=$1 n=$2
+	shift 2
+	printf '==== start #%d at %s: %s\n' "$n" "$(date -u +%H:%M:%S.%N)" "$*" >>"$logf"
+	"$@" </dev/null >>"$logf" 2>&1 &
+	STARTED_PID=$!
+}
+
+# Did start #$2 logged in $1 (see start_logged) fail because a port was taken?
+start_port_clash() {
+	awk -v k="==== start #$2 " 'index($0, k) == 1 {on = 1; next} on' "$1" |
+		grep -qi 'address already in use\|EADDRINUSE\|address in use'
+}
+
+# kill -9 a process and reap it. Sets KILL_TS (EPOCHREALTIME just before
+# the signal).
+kill9() {
+	KILL_TS=$EPOCHREALTIME
+	kill -KILL "$1"
+	wait "$1" 2>/dev/null || true
+}
+
+# Servers are named to the two functions below as <name>=<pid>=<starts>:
+# the log is $CLUSTER_LOGS/<name>.log (start_logged's), an empty pid means
+# not running, <starts> is the number of its latest start.
+
+# Wait at most $1 s, polling every 0.1 s, until the command $2 succeeds; $3
+# says what failed, for the log, if it never does. The other arguments are
+# the servers: if one of them exits meanwhile, print its log's tail and fail.
+wait_ready() {
+	local deadline=$((SECONDS + $1)) ready=$2 what=$3 p name pid
+	shift 3
+	while ((SECONDS < deadline)); do
+		for p; do
+			IFS='=' read -r name pid _ <<<"$p"
+			if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+				log "$name exited; tail of $CLUSTER_LOGS/$name.log:"
+				tail -n 20 "$CLUSTER_LOGS/$name.log" >&2
+				return 1
+			fi
+		done
+		"$ready" && return 0
+		sleep 0.1
+	done
+	log "$what within $1 s; see $CLUSTER_LOGS"
+	return 1
+}
+
+# Sets PROCS to servers 1..3 in that form: names $1<i>, PIDs from the array
+# named $2, start counts from the array named $3.
+server_procs() {
+	local -n _pids=$2 _starts=$3
+	local i
+	PROCS=()
+	for i in 1 2 3; do PROCS+=("$1$i=${_pids[i]:-}=${_starts[i]:-0}"); done
+}
+
+# Picks two free ports for each of servers 1..3: into the arrays named $1 and
+# $2 (indexes 1..3).
+pick_port_pairs() {
+	local -n _a=$1 _b=$2
+	local i ports
+	read -r -a ports < <(free_ports 6)
+	for i in 1 2 3; do
+		_a[i]=${ports[2 * i - 2]}
+		_b[i]=${ports[2 * i - 1]}
+	done
+}
+
+# Succeeds if one of the servers given is not running and its latest start
+# failed because a port was taken.
+any_port_clash() {
+	local p name pid n
+	for p; do
+		IFS='=' read -r name pid n <<<"$p"
+		[[ -n $pid ]] && kill -0 "$pid" 2>/dev/null && continue
+		start_port_clash "$CLUSTER_LOGS/$name.log" "$n" && return 0
+	done
+	return 1
+}
+
+# Start a cluster, retrying with fresh ports (at most 3 times) when a port
+# was taken between picking and binding it: $1 launches it (picks ports,
+# starts the servers), $2 SECS waits until it is ready, $3 succeeds if a
+# server exited because a port was taken, $4 stops the servers.
+start_with_retries() {
+	local attempt clash
+	for attempt in 1 2 3; do
+		"$1"
+		"$2" 30 && return 0
+		clash=""
+		"$3" && clash=1
+		"$4"
+		[[ -n $clash && $attempt -lt 3 ]] || return 1
+		log "a port was taken meanwhile; retrying with fresh ports"
+	done
+	return 1
+}
+
+# ---- bounded helpers ----
+
 # Start a command in the background, bounded by `timeout` (SIGTERM after
 # SECS, SIGKILL 5 s later), remembering its PID in LOAD_PIDS. Redirections
 # given to the call apply to the command.
@@ -170,6 +276,19 @@ except Exception: print("unknown")' "$scratch")
 
 # VmRSS / VmHWM ("<n> kB") of a live process.
 proc_mem() { awk -v f="$2:" '$1 == f {print $2, $3}' "/proc/$1/status"; }
+
+# utime + stime of the processes given by PID, summed, in clock ticks
+# (getconf CLK_TCK per second); a process that is gone counts 0.
+procs_cpu_ticks() {
+	local pid stat t=0
+	for pid; do
+		stat=$(cat "/proc/$pid/stat" 2>/dev/null) || continue
+		# shellcheck disable=SC2086 # split the fields after "(comm) "
+		set -- ${stat##*) }
+		t=$((t + ${12} + ${13}))
+	done
+	echo "$t"
+}
 
 # "<short hash>[ (with uncommitted changes)]": the state of everything but bench/.
 beacond_commit() {

@@ -10,12 +10,23 @@ run with /usr/bin/python3).
           <send time> <answer time> <outcome> <server index 1..n> <key>
       (times: Unix seconds; outcome: ok = 200 `true`, http<status>, false,
       timeout (no answer within TIMEOUT s), err:<exception>).
+  failover.py write-open SERVERS PREFIX LOG RATE TIMEOUT MAX_SECONDS
+      Open loop: RATE writes per second, each of a new key PREFIX/<n> on a
+      new connection in a thread of its own, to the servers in turn, until
+      SIGTERM/SIGINT or MAX_SECONDS; logged like `write`. A request stuck
+      in a server that has lost its leader delays no later write, so the
+      first acknowledgement after a kill is seen within 1/RATE s whatever
+      the servers do with requests they cannot serve.
   failover.py first-ack LOG OFFSET AFTER TIMEOUT
       Follows LOG from byte OFFSET until a write sent after Unix time AFTER
       is acknowledged; prints "<answer time> <server>"; exit 1 after
       TIMEOUT s without one.
   failover.py latest-ack LOG
       Prints the key of the latest acknowledged write.
+  failover.py back SERVER LOG TIMEOUT
+      After a restart: waits until SERVER names a leader and serves, from
+      its local state, the latest write LOG shows acknowledged by then;
+      prints that Unix time. Exit 1 after TIMEOUT s.
   failover.py verify LOG PREFIX SERVERS TIMEOUT
       Reads PREFIX/ (?recurse&stale) on every server until each holds every
       write LOG shows acknowledged, with its value, or TIMEOUT s pass;
@@ -23,10 +34,11 @@ run with /usr/bin/python3).
   failover.py report LOG EVENTS LOGDIR
       The Markdown part of the report: one row per kill (EVENTS, written by
       failover.sh) and the summary, from LOG and the servers' logs in
-      LOGDIR (n<i>.log)."""
-import base64
+      LOGDIR (n<i>.log).
+
+The servers speak Beacon's KV API, or etcd's JSON gateway if the environment
+has FAILOVER_API=etcd (see bench/lib/kvapi.py)."""
 import http.client
-import json
 import os
 import re
 import signal
@@ -36,6 +48,10 @@ import sys
 import threading
 import time
 from datetime import datetime, timezone
+
+import kvapi
+
+API = kvapi.API[os.environ.get("FAILOVER_API", "beacon")]
 
 
 def parse_servers(s):
@@ -47,6 +63,22 @@ def parse_servers(s):
 
 
 # ---- write ------------------------------------------------------------------
+
+def put_outcome(conn, key, body):
+    method, path, data, headers = API.put_request(key, body)
+    conn.request(method, path, body=data, headers=headers)
+    resp = conn.getresponse()
+    data = resp.read()
+    if resp.status != 200:
+        return "http%d" % resp.status
+    return "ok" if API.put_ok(resp.status, data) else "false"
+
+
+def log_write(fd, lock, sent, outcome, srv, key):
+    line = "%.6f %.6f %s %d %s\n" % (sent, time.time(), outcome, srv + 1, key)
+    with lock:
+        os.write(fd, line.encode())
+
 
 def cmd_write(servers, prefix, log_path, writers, timeout, max_seconds):
     servers = parse_servers(servers)
@@ -68,24 +100,12 @@ def cmd_write(servers, prefix, log_path, writers, timeout, max_seconds):
                 if conn is None:
                     conn = http.client.HTTPConnection(*servers[srv],
                                                       timeout=timeout)
-                conn.request("PUT", "/v1/kv/" + key, body=body)
-                resp = conn.getresponse()
-                data = resp.read()
-                if resp.status != 200:
-                    outcome = "http%d" % resp.status
-                elif data.strip() == b"true":
-                    outcome = "ok"
-                else:
-                    outcome = "false"
+                outcome = put_outcome(conn, key, body)
             except socket.timeout:
                 outcome = "timeout"
             except Exception as e:  # refused, reset, closed...
                 outcome = "err:" + type(e).__name__
-            answered = time.time()
-            line = "%.6f %.6f %s %d %s\n" % (sent, answered, outcome,
-                                             srv + 1, key)
-            with lock:
-                os.write(fd, line.encode())
+            log_write(fd, lock, sent, outcome, srv, key)
             if outcome != "ok":
                 if conn is not None:
                     conn.close()
@@ -101,6 +121,46 @@ def cmd_write(servers, prefix, log_path, writers, timeout, max_seconds):
         th.start()
     stop.wait(float(max_seconds))
     stop.set()
+    for th in threads:
+        th.join(timeout + 5)
+    os.close(fd)
+
+
+def cmd_write_open(servers, prefix, log_path, rate, timeout, max_seconds):
+    servers = parse_servers(servers)
+    period, timeout = 1.0 / float(rate), float(timeout)
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    signal.signal(signal.SIGINT, lambda *_: stop.set())
+    fd = os.open(log_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    lock = threading.Lock()
+
+    def one(srv, key):
+        sent = time.time()
+        try:
+            conn = http.client.HTTPConnection(*servers[srv], timeout=timeout)
+            try:
+                outcome = put_outcome(conn, key, key.encode())
+            finally:
+                conn.close()
+        except socket.timeout:
+            outcome = "timeout"
+        except Exception as e:
+            outcome = "err:" + type(e).__name__
+        log_write(fd, lock, sent, outcome, srv, key)
+
+    end = time.monotonic() + float(max_seconds)
+    n, nxt = 0, time.monotonic()
+    threads = []
+    while not stop.is_set() and time.monotonic() < end:
+        n += 1
+        th = threading.Thread(target=one, args=(n % len(servers),
+                                                "%s/%d" % (prefix, n)))
+        th.start()
+        threads.append(th)
+        threads = [t for t in threads if t.is_alive()]
+        nxt += period
+        stop.wait(max(0.0, nxt - time.monotonic()))
     for th in threads:
         th.join(timeout + 5)
     os.close(fd)
@@ -145,6 +205,15 @@ def cmd_first_ack(log_path, offset, after, timeout):
 
 
 def cmd_latest_ack(log_path):
+    key = latest_ack(log_path)
+    if key is None:
+        return 1
+    print(key)
+    return 0
+
+
+def latest_ack(log_path):
+    """The key of the latest acknowledged write in LOG, or None."""
     size = os.path.getsize(log_path)
     back = 1 << 16
     while True:
@@ -157,30 +226,33 @@ def cmd_latest_ack(log_path):
             if r and r[2] == "ok" and (best is None or r[1] > best[1]):
                 best = r
         if best is not None:
-            print(best[4])
-            return 0
+            return best[4]
         if back >= size:
-            return 1
+            return None
         back *= 4
 
 
+def cmd_back(server, log_path, timeout):
+    deadline = time.monotonic() + float(timeout)
+    key = None
+    while time.monotonic() < deadline:
+        try:
+            conn = http.client.HTTPConnection(*parse_servers(server)[0], timeout=1)
+            try:
+                if key is None and API.leader_id(conn)[1]:
+                    key = latest_ack(log_path)
+                if key is not None and API.get_value(conn, key, local=True) is not None:
+                    print("%.6f" % time.time())
+                    return 0
+            finally:
+                conn.close()
+        except Exception:
+            pass
+        time.sleep(0.02)
+    return 1
+
+
 # ---- verify -----------------------------------------------------------------
-
-def fetch_prefix(host, port, prefix):
-    conn = http.client.HTTPConnection(host, port, timeout=120)
-    try:
-        conn.request("GET", "/v1/kv/%s/?recurse&stale" % prefix)
-        resp = conn.getresponse()
-        data = resp.read()
-    finally:
-        conn.close()
-    if resp.status == 404:
-        return {}
-    if resp.status != 200:
-        raise RuntimeError("HTTP %d" % resp.status)
-    return {e["Key"]: base64.b64decode(e["Value"] or "").decode()
-            for e in json.loads(data)}
-
 
 def cmd_verify(log_path, prefix, servers, timeout):
     servers = parse_servers(servers)
@@ -192,7 +264,7 @@ def cmd_verify(log_path, prefix, servers, timeout):
         missing, wrong, extra = [], [], []
         for host, port in servers:
             try:
-                kv = fetch_prefix(host, port, prefix)
+                kv = API.fetch_prefix(host, port, prefix)
             except Exception as e:
                 kv = {}
                 print("  (%s:%d: %s)" % (host, port, e), file=sys.stderr)
@@ -319,8 +391,10 @@ def cmd_report(log_path, events_path, logdir):
 
 
 def main(argv):
-    cmds = {"write": (cmd_write, 6), "first-ack": (cmd_first_ack, 4),
-            "latest-ack": (cmd_latest_ack, 1), "verify": (cmd_verify, 4),
+    cmds = {"write": (cmd_write, 6), "write-open": (cmd_write_open, 6),
+            "first-ack": (cmd_first_ack, 4),
+            "latest-ack": (cmd_latest_ack, 1), "back": (cmd_back, 3),
+            "verify": (cmd_verify, 4),
             "report": (cmd_report, 3)}
     if len(argv) < 2 or argv[1] not in cmds or len(argv) - 2 != cmds[argv[1]][1]:
         print(__doc__, file=sys.stderr)

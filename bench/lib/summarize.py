@@ -9,16 +9,14 @@ per process. Their req/s are summed; their latency percentiles are merged
 from the BENCH_QUANTILES lines (see merged_percentile).
 Prints the table; the last line is "ERRORS <n>" (total failed requests) and
 "OKWRITES <n>" (successful writes of workloads whose name starts with
-"write"), for the calling script, which strips them."""
+"write"), for the calling script, which strips them.
+As a module (bench/lib/compare_report.py): load_runs, run_errors."""
 import bisect
 import glob
 import os
 import re
 import statistics
 import sys
-
-raw_dir, workloads = sys.argv[1], sys.argv[2:]
-
 
 def parse(path):
     res, quant = None, None
@@ -78,11 +76,9 @@ def ms(us):
     return "%.2f" % (us / 1000.0)
 
 
-rows = []
-total_errors = 0
-ok_writes = 0
-for w in workloads:
-    name, label, conns = w.split(":")
+def load_runs(raw_dir, name):
+    """The rounds of workload NAME in RAW_DIR, in round order: each the
+    combined BENCH_RESULT of its parts, or None if a part failed."""
     by_round = {}
     for p in glob.glob(os.path.join(raw_dir, name + "-r*.txt")):
         m = re.match(r"(\d+)(-[^/.]+)?\.txt$",
@@ -93,32 +89,52 @@ for w in workloads:
     for k in sorted(by_round):
         parsed = [parse(p) for p in sorted(by_round[k])]
         runs.append(None if None in parsed else combine(parsed))
+    return runs
+
+
+def run_errors(runs):
+    """(errors, non-2xx or bad bodies, socket errors, failed runs)."""
     good = [r for r in runs if r is not None]
-    missing = len(runs) - len(good)
     bad = sum(int(r["bad"]) for r in good)
     sock = sum(int(r["connect"] + r["read"] + r["write"] + r["timeout"])
                for r in good)
-    errors = bad + sock + missing
-    total_errors += errors
-    if name.startswith("write"):
-        ok_writes += sum(int(r["ok"]) for r in good)
-    if good:
-        rps = [r["rps"] for r in good]
-        cells = ["%.0f" % statistics.median(rps), "%.0f" % min(rps),
-                 "%.0f" % max(rps),
-                 ms(statistics.median(r["p50_us"] for r in good)),
-                 ms(statistics.median(r["p99_us"] for r in good))]
-    else:
-        cells = ["-"] * 5
-    err_cell = "0" if errors == 0 else "**%d** (non-200 %d, socket %d, failed runs %d)" % (
-        errors, bad, sock, missing)
-    rows.append([label, conns, str(len(runs))] + cells + [err_cell])
+    missing = len(runs) - len(good)
+    return bad + sock + missing, bad, sock, missing
 
-head = ["workload", "conns", "rounds", "req/s median", "req/s min",
-        "req/s max", "p50 ms (median)", "p99 ms (median)", "errors"]
-print("| " + " | ".join(head) + " |")
-print("|" + "|".join("---" if i < 1 else "---:" for i in range(len(head))) + "|")
-for r in rows:
-    print("| " + " | ".join(r) + " |")
-print("ERRORS %d" % total_errors)
-print("OKWRITES %d" % ok_writes)
+
+def main(raw_dir, workloads):
+    rows = []
+    total_errors = 0
+    ok_writes = 0
+    for w in workloads:
+        name, label, conns = w.split(":")
+        runs = load_runs(raw_dir, name)
+        good = [r for r in runs if r is not None]
+        errors, bad, sock, missing = run_errors(runs)
+        total_errors += errors
+        if name.startswith("write"):
+            ok_writes += sum(int(r["ok"]) for r in good)
+        if good:
+            rps = [r["rps"] for r in good]
+            cells = ["%.0f" % statistics.median(rps), "%.0f" % min(rps),
+                     "%.0f" % max(rps),
+                     ms(statistics.median(r["p50_us"] for r in good)),
+                     ms(statistics.median(r["p99_us"] for r in good))]
+        else:
+            cells = ["-"] * 5
+        err_cell = "0" if errors == 0 else "**%d** (non-200 %d, socket %d, failed runs %d)" % (
+            errors, bad, sock, missing)
+        rows.append([label, conns, str(len(runs))] + cells + [err_cell])
+
+    head = ["workload", "conns", "rounds", "req/s median", "req/s min",
+            "req/s max", "p50 ms (median)", "p99 ms (median)", "errors"]
+    print("| " + " | ".join(head) + " |")
+    print("|" + "|".join("---" if i < 1 else "---:" for i in range(len(head))) + "|")
+    for r in rows:
+        print("| " + " | ".join(r) + " |")
+    print("ERRORS %d" % total_errors)
+    print("OKWRITES %d" % ok_writes)
+
+
+if __name__ == "__main__":
+    main(sys.argv[1], sys.argv[2:])

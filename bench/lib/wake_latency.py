@@ -126,6 +126,20 @@ class Main:
         return int(resp.getheader("X-Consul-Index", "0"))
 
 
+def summary(name, v):
+    """name_p50_ms=.. name_p99_ms=.. name_max_ms=.. of the latencies V (ms)."""
+    return ["%s_p50_ms=%.3f" % (name, pct(v, 50)),
+            "%s_p99_ms=%.3f" % (name, pct(v, 99)),
+            "%s_max_ms=%.3f" % (name, max(v) if v else float("nan"))]
+
+
+def write_csv(path, header, rows):
+    with open(path, "w") as f:
+        f.write(header + "\n")
+        for r in rows:
+            f.write(",".join(str(x) for x in r) + "\n")
+
+
 def pct(values, p):
     if not values:
         return float("nan")
@@ -231,18 +245,11 @@ def main():
     for w in watchers:
         w.join(timeout=ANSWER_TIMEOUT)
 
-    with open(csv_path, "w") as f:
-        f.write("flip,verb,ack_ms,leader_wake_ms,leader_index,follower_wake_ms,follower_index\n")
-        for r in rows:
-            f.write(",".join(str(x) for x in r) + "\n")
+    write_csv(csv_path, "flip,verb,ack_ms,leader_wake_ms,leader_index,follower_wake_ms,follower_index", rows)
     out = ["flips=%d" % flips]
     for w in watchers:
-        v = lat[w.name_]
-        out += ["%s_p50_ms=%.3f" % (w.name_, pct(v, 50)),
-                "%s_p99_ms=%.3f" % (w.name_, pct(v, 99)),
-                "%s_max_ms=%.3f" % (w.name_, max(v) if v else float("nan"))]
-    out += ["ack_p50_ms=%.3f" % pct(acks, 50), "ack_p99_ms=%.3f" % pct(acks, 99),
-            "ack_max_ms=%.3f" % (max(acks) if acks else float("nan")),
+        out += summary(w.name_, lat[w.name_])
+    out += summary("ack", acks) + [
             "read_p50_ms=%.3f" % pct(reads, 50), "missed=%d" % missed, "stale=%d" % stale, "unarmed=%d" % unarmed,
             "spurious=%d" % spurious, "control_flips=%d" % control,
             "db_index_moves=%d" % db_moves]
