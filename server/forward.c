@@ -258,6 +258,15 @@ void fwd_start(struct http_req *r)
 		curl_easy_setopt(f->easy, CURLOPT_HTTPGET, 1L);
 	} else {
 		curl_easy_setopt(f->easy, CURLOPT_CUSTOMREQUEST, r->method_str);
+		/* A write goes on a connection of its own. On a reused one,
+		 * libcurl silently sends the request again on a fresh
+		 * connection when the old one died: the first copy may have
+		 * been applied, and a refused second connect would then read
+		 * as "nothing was sent" (the fault suite saw writes applied
+		 * twice, and applied although answered No cluster leader).
+		 * On a fresh connection, a failed connect means exactly that. */
+		curl_easy_setopt(f->easy, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(f->easy, CURLOPT_FORBID_REUSE, 1L);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS,
 				 r->body.data != NULL ? r->body.data : "");
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDSIZE_LARGE,
