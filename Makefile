@@ -5,8 +5,9 @@
 #                      unit tests, fuzz-corpus replay and integration tests,
 #                      all built with -fsanitize=address,undefined
 #   make fuzz          run each libFuzzer target for FUZZ_SECONDS
+#   make test-fault    long fault-injection run (DURATION=<s> SEED=<n>)
 #   make format        reformat with clang-format
-#   make bench         single-node benchmark (bench/kv-bench.sh)
+#   make bench         Beacon against etcd, 3-node clusters (bench/compare.sh)
 
 CC       ?= cc
 SANCC    ?= clang
@@ -33,6 +34,7 @@ B  := build
 BS := build/san
 
 .PHONY: all deps check-raft test check unit fuzz-replay integration fuzz \
+	fault-short test-fault \
 	format format-check check-deps check-headers clean bench install \
 	install-client
 all: deps $(B)/beacond
@@ -183,6 +185,19 @@ integration: $(BS)/beacon $(BS)/tests/cluster/libbeacon_driver $(B)/examples/exa
 integration: deps $(BS)/beacond
 	BEACOND=$(CURDIR)/$(BS)/beacond /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/cluster
 
+# ---- fault injection (tests/fault/README.md; needs root) ----------------------
+# fault-short (in make test): the checkers' unit tests and a one-minute run.
+# test-fault: the long run, make test-fault DURATION=<s> SEED=<n>; keeps the
+# history and logs of a failing run in build/fault/<stamp>/.
+DURATION ?= 600
+SEED     ?=
+FAULT_BEACOND ?= $(BS)/beacond
+fault-short: deps $(BS)/beacond
+	BEACOND=$(CURDIR)/$(BS)/beacond /usr/bin/python3 -m pytest -q -p no:cacheprovider tests/fault
+
+test-fault: deps $(FAULT_BEACOND)
+	BEACOND=$(CURDIR)/$(FAULT_BEACOND) /usr/bin/python3 tests/fault/run.py --duration $(DURATION) $(if $(SEED),--seed $(SEED))
+
 # ---- style and structure ------------------------------------------------------
 SRC_ALL := $(shell find common server raft kv health dns client tests -name '*.[ch]' 2>/dev/null)
 
@@ -206,11 +221,11 @@ check-headers:
 	@set -e; for h in $$(find common server raft kv health dns client -name '*.h'); do \
 	  echo "#include \"$$h\"" | $(CC) $(filter-out -MMD -MP,$(CPPFLAGS)) $(PKG_CFLAGS) $(WARN) -x c -fsyntax-only - ; done
 
-test check: deps format-check check-deps check-headers unit fuzz-replay integration
+test check: deps format-check check-deps check-headers unit fuzz-replay integration fault-short
 	@echo "make test: all suites passed"
 
 bench: all
-	bash bench/kv-bench.sh
+	bash bench/compare.sh
 
 clean:
 	rm -rf build

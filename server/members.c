@@ -3,6 +3,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/alloc.h"
 #include "common/log.h"
 #include "raft/cluster.h"
 #include "server/forward.h"
@@ -77,6 +78,55 @@ static void ask_to_join(struct srv *s)
 		s->join_busy = true;
 }
 
+static void promote_done(struct cluster_change *ch, int status)
+{
+	struct srv *s = ch->data;
+
+	s->promote_busy = false;
+	if (status != 0)
+		bcn_warn(MOD, "promoting a spare server: %s (%s)",
+			 bcn_strerror(status), ch->errmsg);
+	else
+		bcn_info(MOD, "promoted a spare server to voter");
+	bcn_free(ch);
+}
+
+/* The leader's repair of an interrupted join: a server that is in the
+ * configuration as a spare (a join added it, then the leader changed or
+ * failed before promoting it), that recorded itself and answers probes, is
+ * made a voter. Nothing else retries that step: the server believes it is
+ * a member and never asks again. */
+static void promote_spares(struct srv *s, const struct cluster_server *sv,
+			   size_t n)
+{
+	uint64_t now = uv_now(s->loop);
+
+	if (s->promote_busy || now - s->promote_at < 5000 ||
+	    !cluster_serving(s->cluster))
+		return;
+	for (size_t i = 0; i < n; i++) {
+		struct cluster_change *ch;
+		if (strcmp(sv[i].role, "voter") == 0 || sv[i].name[0] == '\0' ||
+		    sv[i].http_addr[0] == '\0' ||
+		    !members_alive(s, sv[i].raft_addr))
+			continue;
+		ch = bcn_calloc(1, sizeof *ch);
+		if (ch == NULL)
+			return;
+		ch->data = s;
+		s->promote_at = now;
+		if (cluster_join(s->cluster, sv[i].name, sv[i].raft_addr,
+				 sv[i].http_addr, false, ch,
+				 promote_done) != 0) {
+			bcn_free(ch);
+			return;
+		}
+		bcn_info(MOD, "promoting spare server %s", sv[i].name);
+		s->promote_busy = true;
+		return;
+	}
+}
+
 static void tick_cb(uv_timer_t *t)
 {
 	struct srv *s = t->data;
@@ -108,6 +158,8 @@ static void tick_cb(uv_timer_t *t)
 		if (fwd_call(s, url, "GET", "", 1500, probe_done, p) == 0)
 			p->busy = true;
 	}
+	if (cluster_is_leader(s->cluster))
+		promote_spares(s, servers, n);
 }
 
 void members_start(struct srv *s)

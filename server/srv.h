@@ -48,6 +48,8 @@ struct srv {
 	uv_timer_t members_timer;
 	struct member_probe probes[MEMBERS_MAX];
 	bool join_busy;
+	bool promote_busy;   /* a spare's promotion in flight (members.c) */
+	uint64_t promote_at; /* uv_now() of the last one */
 
 	struct checks *checks;	   /* the check runner (health/checks.h) */
 	struct sessions *sessions; /* session TTLs (sessions.c) */

@@ -12,9 +12,6 @@ the bridge are removed at teardown, after the servers were killed.  Only
 10.213.<x>.* and 127.0.0.0/8 are ever contacted.
 """
 
-import os
-import random
-import shutil
 import subprocess
 import threading
 import time
@@ -24,10 +21,11 @@ import pytest
 pytest.register_assert_rewrite("cluster_util")
 from cluster_util import (  # noqa: E402
     Cluster, ServerExited, kv_path, wait_until)
+from netns_util import Net  # noqa: E402
+from netns_util import can_use_namespaces as _can_use_namespaces  # noqa
 
 pytest_plugins = ["cluster_util"]
 
-_rand = random.SystemRandom()
 HTTP_PORT = 8500
 RAFT_PORT = 8300
 LEADER_WAIT = 2.0          # s: --leader-wait, how long a request waits for
@@ -35,126 +33,6 @@ LEADER_WAIT = 2.0          # s: --leader-wait, how long a request waits for
 FAILOVER_WITHIN = 5.0      # s: partition to the first write acknowledged
 UNKNOWN_OUTCOME = b"Unknown outcome"
 NO_LEADER = b"No cluster leader"
-
-
-def ip(*args, check=True):
-    p = subprocess.run(["ip"] + list(args), stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, timeout=20)
-    if check and p.returncode != 0:
-        raise RuntimeError("ip %s: %s" % (" ".join(args),
-                                          p.stderr.decode().strip()))
-    return p
-
-
-class Net:
-    """A bridge in the root namespace and one namespace per server."""
-
-    def __init__(self, n):
-        self.n = n
-        self.tag = self._free_tag()
-        self.bridge = "bcnbr" + self.tag
-        self.subnet = self._free_subnet()
-        self.ns = ["bcn%s-%d" % (self.tag, i + 1) for i in range(n)]
-        self.host_veth = ["bcn%sh%d" % (self.tag, i + 1) for i in range(n)]
-        self.ns_veth = ["bcn%sn%d" % (self.tag, i + 1) for i in range(n)]
-        self.made_ns = []
-        self.made_links = []
-
-    @staticmethod
-    def _free_tag():
-        """4 random hex digits no namespace or link of ours uses yet."""
-        used = ip("netns", "list").stdout.decode() + \
-            ip("-o", "link").stdout.decode()
-        for _ in range(100):
-            tag = "%04x" % _rand.randrange(0x10000)
-            if "bcn" + tag not in used and "bcnbr" + tag not in used:
-                return tag
-        raise RuntimeError("no free name for the namespaces")
-
-    @staticmethod
-    def _free_subnet():
-        used = ip("-o", "addr").stdout.decode() + \
-            ip("route").stdout.decode()
-        for _ in range(200):
-            x = _rand.randint(1, 250)
-            if "10.213.%d." % x not in used:
-                return x
-        raise RuntimeError("no free 10.213.x.0/24")
-
-    def addr(self, i):
-        return "10.213.%d.%d" % (self.subnet, i + 1)
-
-    def setup(self):
-        ip("link", "add", self.bridge, "type", "bridge")
-        self.made_links.append(self.bridge)
-        ip("addr", "add", "10.213.%d.254/24" % self.subnet, "dev",
-           self.bridge)
-        ip("link", "set", self.bridge, "up")
-        for i in range(self.n):
-            ns, vh, vn = self.ns[i], self.host_veth[i], self.ns_veth[i]
-            ip("netns", "add", ns)
-            self.made_ns.append(ns)
-            ip("netns", "exec", ns, "ip", "link", "set", "lo", "up")
-            ip("link", "add", vh, "type", "veth", "peer", "name", vn,
-               "netns", ns)
-            self.made_links.append(vh)
-            ip("link", "set", vh, "master", self.bridge)
-            ip("link", "set", vh, "up")
-            ip("netns", "exec", ns, "ip", "addr", "add",
-               "%s/24" % self.addr(i), "dev", vn)
-            ip("netns", "exec", ns, "ip", "link", "set", vn, "up")
-
-    def isolate(self, i):
-        ip("link", "set", self.host_veth[i], "nomaster")
-
-    def heal(self, i):
-        ip("link", "set", self.host_veth[i], "master", self.bridge)
-
-    def teardown(self):
-        """Remove everything this Net created (veths first: deleting one end
-        deletes the pair; then the namespaces, then the bridge) and check
-        that nothing is left; report what could not be removed."""
-        errors = []
-        links = [x for x in self.made_links if x != self.bridge]
-        if self.bridge in self.made_links:
-            links.append(self.bridge)
-        for link in links[:-1] if self.bridge in links else links:
-            self._del_link(link, errors)
-        for ns in self.made_ns:
-            p = ip("netns", "del", ns, check=False)
-            if p.returncode != 0:
-                errors.append("netns del %s: %s" % (ns, p.stderr.decode()))
-        if self.bridge in links:
-            self._del_link(self.bridge, errors)
-
-        def leftovers():
-            names = ip("netns", "list").stdout.decode() + \
-                ip("-o", "link").stdout.decode()
-            return [x for x in self.made_ns + self.made_links
-                    if x + " " in names or x + ":" in names or
-                    x + "@" in names]
-        deadline = time.monotonic() + 10
-        while leftovers() and time.monotonic() < deadline:
-            time.sleep(0.05)
-        if leftovers():
-            errors.append("left behind: %s" % leftovers())
-        assert not errors, errors
-
-    @staticmethod
-    def _del_link(link, errors):
-        p = ip("link", "del", link, check=False)
-        err = p.stderr.decode()
-        if p.returncode != 0 and "Cannot find device" not in err:
-            errors.append("link del %s: %s" % (link, err))
-
-
-def _can_use_namespaces():
-    if os.geteuid() != 0:
-        return "not root (network namespaces need CAP_NET_ADMIN)"
-    for tool in ("ip", "curl"):
-        if shutil.which(tool) is None:
-            return "%s is not installed" % tool
-    return None
 
 
 @pytest.fixture
