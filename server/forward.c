@@ -264,7 +264,8 @@ void fwd_start(struct http_req *r)
 		 * been applied, and a refused second connect would then read
 		 * as "nothing was sent" (the fault suite saw writes applied
 		 * twice, and applied although answered No cluster leader).
-		 * On a fresh connection, a failed connect means exactly that. */
+		 * On a fresh connection, a failed connect means exactly that.
+		 */
 		curl_easy_setopt(f->easy, CURLOPT_FRESH_CONNECT, 1L);
 		curl_easy_setopt(f->easy, CURLOPT_FORBID_REUSE, 1L);
 		curl_easy_setopt(f->easy, CURLOPT_POSTFIELDS,
