@@ -97,6 +97,18 @@ struct cluster {
 
 	void (*stop_cb)(void *data);
 	void *stop_data;
+
+	/* libraft's own send and snapshot load, wrapped (see io_send). */
+	int (*uv_send)(struct raft_io *io, struct raft_io_send *req,
+		       const struct raft_message *message, raft_io_send_cb cb);
+	int (*uv_snapshot_get)(struct raft_io *io,
+			       struct raft_io_snapshot_get *req,
+			       raft_io_snapshot_get_cb cb);
+	struct {
+		raft_id id;
+		char addr[CLUSTER_MAX_NAME];
+	} addrs[16]; /* last known address of every server seen */
+	unsigned n_addrs, next_addr;
 };
 
 uint64_t cluster_node_id(const char *name)
@@ -109,6 +121,100 @@ uint64_t cluster_node_id(const char *name)
 		h *= 1099511628211ULL;
 	}
 	return h == 0 ? 1 : h;
+}
+
+static const struct raft_server *config_find(struct cluster *c, uint64_t id)
+{
+	for (unsigned i = 0; i < c->raft.configuration.n; i++)
+		if (c->raft.configuration.servers[i].id == id)
+			return &c->raft.configuration.servers[i];
+	return NULL;
+}
+
+/* ---- addresses of libraft's messages ------------------------------------
+ *
+ * libraft 0.22 loads a snapshot for an InstallSnapshot message
+ * asynchronously and sends the message from the load's callback; the
+ * message's server_address still points into the configuration of the
+ * moment it was built. A membership change in between (raft_remove of a
+ * wiped server rejoining, any raft_add or raft_assign: each replaces the
+ * configuration and frees every address string) leaves it dangling, and
+ * uvSend reads it (heap-use-after-free found by the fault suite). So every
+ * send is re-addressed here from the current configuration, or, for a
+ * server no longer in it, from our own copy of its last known address.
+ * libraft's uvSend uses the message only during the call. */
+
+static struct cluster *io_cluster(struct raft_io *io)
+{
+	return (struct cluster *)(void *)((char *)io -
+					  offsetof(struct cluster, io));
+}
+
+static const char *addr_remember(struct cluster *c, raft_id id,
+				 const char *addr)
+{
+	unsigned i;
+
+	for (i = 0; i < c->n_addrs; i++)
+		if (c->addrs[i].id == id)
+			break;
+	if (i == c->n_addrs) {
+		if (c->n_addrs < sizeof c->addrs / sizeof c->addrs[0]) {
+			c->n_addrs++;
+		} else {
+			i = c->next_addr;
+			c->next_addr = (c->next_addr + 1) % c->n_addrs;
+		}
+		c->addrs[i].id = id;
+		c->addrs[i].addr[0] = '\0';
+	}
+	if (strcmp(c->addrs[i].addr, addr) != 0)
+		snprintf(c->addrs[i].addr, sizeof c->addrs[i].addr, "%s", addr);
+	return c->addrs[i].addr;
+}
+
+static void addr_remember_all(struct cluster *c)
+{
+	for (unsigned i = 0; i < c->raft.configuration.n; i++)
+		addr_remember(c, c->raft.configuration.servers[i].id,
+			      c->raft.configuration.servers[i].address);
+}
+
+static int io_send(struct raft_io *io, struct raft_io_send *req,
+		   const struct raft_message *message, raft_io_send_cb cb)
+{
+	struct cluster *c = io_cluster(io);
+	const struct raft_server *rs = config_find(c, message->server_id);
+	struct raft_message m = *message;
+	unsigned i;
+
+	if (rs != NULL) {
+		m.server_address = addr_remember(c, rs->id, rs->address);
+		return c->uv_send(io, req, &m, cb);
+	}
+	for (i = 0; i < c->n_addrs; i++)
+		if (c->addrs[i].id == message->server_id)
+			break;
+	/* Neither in the configuration nor seen: a reply to a server we do
+	 * not know yet (a wiped server has no configuration until its
+	 * snapshot arrives), addressed by libraft from the connection it
+	 * came on, which is alive. A delayed send is never in this case:
+	 * its target was recorded when the load started. */
+	if (i == c->n_addrs)
+		return c->uv_send(io, req, message, cb);
+	m.server_address = c->addrs[i].addr;
+	return c->uv_send(io, req, &m, cb);
+}
+
+/* A load starts from the current configuration: record it, so that the
+ * send after the load finds the target even if it is removed meanwhile. */
+static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
+			   raft_io_snapshot_get_cb cb)
+{
+	struct cluster *c = io_cluster(io);
+
+	addr_remember_all(c);
+	return c->uv_snapshot_get(io, req, cb);
 }
 
 /* ---- batch transactions ------------------------------------------------ */
@@ -714,6 +820,10 @@ int cluster_start(struct cluster **out, struct uv_loop_s *loop,
 		rc = BCN_EIO;
 		goto err_transport;
 	}
+	c->uv_send = c->io.send;
+	c->io.send = io_send;
+	c->uv_snapshot_get = c->io.snapshot_get;
+	c->io.snapshot_get = io_snapshot_get;
 	rc = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->raft_addr);
 	if (rc != 0) {
 		bcn_errf(errmsg, "raft init: %s", raft_errmsg(&c->raft));
@@ -1274,14 +1384,6 @@ size_t cluster_servers(struct cluster *c, struct cluster_server *out,
 			      sizeof o->http_addr);
 	}
 	return n;
-}
-
-static const struct raft_server *config_find(struct cluster *c, uint64_t id)
-{
-	for (unsigned i = 0; i < c->raft.configuration.n; i++)
-		if (c->raft.configuration.servers[i].id == id)
-			return &c->raft.configuration.servers[i];
-	return NULL;
 }
 
 static int change_err(int rv)
