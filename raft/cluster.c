@@ -188,6 +188,23 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 	struct raft_message m = *message;
 	unsigned i;
 
+	/* libraft 0.22.1 (and its upstream as of this writing) records a
+	 * configuration entry received at position k > 0 of an AppendEntries
+	 * batch as uncommitted at the batch's first index instead of its own;
+	 * when the entry commits, the follower does not recognise it, keeps
+	 * an uncommitted change forever and, once leader, refuses every
+	 * membership change ("a configuration change is already in
+	 * progress"), and its committed configuration goes stale. So a batch
+	 * stops before any configuration entry that is not its first: the
+	 * follower acknowledges less, the leader sends the rest again with
+	 * the configuration entry first (Raft allows any prefix). */
+	if (m.type == RAFT_APPEND_ENTRIES) {
+		for (i = 1; i < m.append_entries.n_entries; i++)
+			if (m.append_entries.entries[i].type == RAFT_CHANGE) {
+				m.append_entries.n_entries = i;
+				break;
+			}
+	}
 	if (rs != NULL) {
 		m.server_address = addr_remember(c, rs->id, rs->address);
 		return c->uv_send(io, req, &m, cb);
@@ -201,7 +218,7 @@ static int io_send(struct raft_io *io, struct raft_io_send *req,
 	 * came on, which is alive. A delayed send is never in this case:
 	 * its target was recorded when the load started. */
 	if (i == c->n_addrs)
-		return c->uv_send(io, req, message, cb);
+		return c->uv_send(io, req, &m, cb);
 	m.server_address = c->addrs[i].addr;
 	return c->uv_send(io, req, &m, cb);
 }

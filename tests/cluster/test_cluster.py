@@ -418,6 +418,50 @@ def test_join_fourth_server_then_remove_it(cluster):
     put_ok(cluster.servers[0], "join/final", b"f")
 
 
+def test_configuration_entry_behind_others_in_a_batch(cluster):
+    """A follower that catches up receives configuration entries behind
+    other entries of one AppendEntries batch.  libraft 0.22.1 records such
+    an entry at the wrong index; the follower then never sees it commit
+    and, once leader, refuses every membership change ("a configuration
+    change is already in progress").  Beacon sends a configuration entry
+    first in a batch (raft/cluster.c, io_send); this is the scenario of
+    the fault run that found it."""
+    leader = cluster.leader()
+    lagging = cluster.followers()[1]
+    lagging.stop()
+    items = {"batch/%03d" % i: b"b%d" % i for i in range(40)}
+    put_many(leader, items.items(), threads=3)
+    # A fourth server joins (added, then promoted: two configuration
+    # entries) while `lagging` is down; the other two are a majority.
+    n4 = cluster.add_server("n4", join=leader.http_addr)
+    wait_until(lambda: sorted(s["Node"] for s in
+                              raft_config(leader)["Servers"]
+                              if s["Voter"]) == ["n1", "n2", "n3", "n4"],
+               30, "n4 to become a voter")
+    # On restart, `lagging` gets the 40 writes and both configuration
+    # entries in one batch.
+    t = time.monotonic()
+    cluster.start_server(lagging, wait=False)
+    cluster.wait_applied(cluster.write_marker(), servers=[lagging])
+    print("\n%s caught up in %.2f s" % (lagging.name, time.monotonic() - t))
+    assert lagging.stale_dump("batch/") == items
+    r = leader.request("POST", "/v1/operator/raft/transfer-leader?id=%s" %
+                       lagging.name, timeout=10)
+    assert r.status_code == 200, (r.status_code, r.content)
+    wait_until(lambda: lagging.leader_addr() == lagging.raft_addr, 10,
+               "%s to lead" % lagging.name)
+    # The new leader can change the membership.
+    r = lagging.delete("/v1/operator/raft/peer?id=n4", timeout=30)
+    assert r.status_code == 200, (r.status_code, r.content)
+    wait_until(lambda: sorted(s["Node"] for s in
+                              raft_config(lagging)["Servers"]) ==
+               ["n1", "n2", "n3"], 15, "n4 removed")
+    n4.stop()
+    put_ok(leader, "batch/after", b"a")
+    items["batch/after"] = b"a"
+    assert_same_data(cluster, "batch/", items)
+
+
 # ---- 8. leadership transfer ------------------------------------------------------
 
 
