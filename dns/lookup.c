@@ -27,7 +27,15 @@
  * instances, their checks, their nodes' checks and addresses (see
  * health/catalog.h). Topic indexes only grow, so an unchanged index is an
  * unchanged topic: the caches can never serve something the catalog no
- * longer says, as of the last applied entry. */
+ * longer says, as of the last applied entry.
+ *
+ * In front of all this, the answer cache (dns/cache.h) keeps whole wire
+ * answers, valid at the overall index they were built at, so that a
+ * repeated query costs a hash lookup and a copy. What else an answer
+ * depends on goes into its key (the query's bytes, transport, capacity) or
+ * its validity (the second, for the SOA serial); the shuffle draws from a
+ * number the cache knows (see shuffle()), so each order is an answer of
+ * its own. */
 #include "dns/lookup.h"
 
 #include <arpa/inet.h>
@@ -38,6 +46,7 @@
 
 #include "common/alloc.h"
 #include "common/parse.h"
+#include "dns/cache.h"
 #include "dns/wire.h"
 #include "health/catalog.h"
 
@@ -119,6 +128,16 @@ struct dns_lookup {
 	size_t n_svcs;
 	struct node_ent *nodes;
 	size_t n_nodes;
+
+	/* The answer cache (NULL: none), and the catalog it holds answers
+	 * of. */
+	struct dns_cache *cache;
+	const struct cat_store *ans_cat;
+	/* The catalog's overall index at the caller's version (see
+	 * catalog_gen()). */
+	bool ver_valid;
+	const struct cat_store *ver_cat;
+	uint64_t ver, ver_gen;
 };
 
 static char lower_c(char c)
@@ -306,6 +325,16 @@ int dns_lookup_new(struct dns_lookup **out, const struct dns_lookup_config *c,
 	rc = ttl_parse(l, c->service_ttl != NULL ? c->service_ttl : "", errmsg);
 	if (rc != 0)
 		goto err_free;
+	if (!c->no_cache) {
+		rc = dns_cache_new(&l->cache,
+				   c->cache_entries > 0
+				       ? c->cache_entries
+				       : DNS_LOOKUP_CACHE_ENTRIES,
+				   c->cache_bytes > 0 ? c->cache_bytes
+						      : DNS_LOOKUP_CACHE_BYTES);
+		if (rc != 0)
+			goto err_free;
+	}
 	*out = l;
 	return 0;
 err_free:
@@ -322,7 +351,38 @@ void dns_lookup_free(struct dns_lookup *l)
 	bcn_free(l->ttl);
 	cache_clear_svcs(l);
 	cache_clear_nodes(l);
+	dns_cache_free(l->cache);
 	bcn_free(l);
+}
+
+void dns_lookup_cache_stats(const struct dns_lookup *l,
+			    struct dns_cache_stats *out)
+{
+	if (l->cache != NULL)
+		dns_cache_get_stats(l->cache, out);
+	else
+		memset(out, 0, sizeof *out);
+}
+
+/* The catalog's overall index into *@gen. With a @version from the caller
+ * it is read once per version, which changes whenever the catalog may
+ * have (dns_lookup_req); without one, on every call. */
+static int catalog_gen(struct dns_lookup *l, struct cat_store *cat,
+		       uint64_t version, uint64_t *gen)
+{
+	int rc;
+
+	if (version != 0 && l->ver_valid && l->ver_cat == cat &&
+	    l->ver == version) {
+		*gen = l->ver_gen;
+		return 0;
+	}
+	rc = cat_index(cat, "", gen);
+	l->ver_valid = rc == 0 && version != 0;
+	l->ver_cat = cat;
+	l->ver = version;
+	l->ver_gen = *gen;
+	return rc;
 }
 
 /* The TTL of service @name: exact beats the longest prefix. */
@@ -573,9 +633,18 @@ struct ctx {
 	struct recs sec[SEC_NR];
 	struct cat_rows rows;
 	uint64_t gen; /* the catalog's overall index for this query */
+	bool have_gen;
 	unsigned rcode;
 	bool aa;
-	bool cut; /* answers were left out */
+	bool cut;    /* answers were left out */
+	bool parsed; /* the query parsed: the answer echoes its question */
+	/* The shuffle's draws (see shuffle()), and what the answer depends
+	 * on besides the query and the catalog. */
+	uint64_t draw;	  /* the query's random number */
+	uint64_t variant; /* what the draws left of it */
+	uint64_t perms;	  /* the number of orders the draws chose from */
+	bool random;	  /* draws beyond @variant were needed */
+	bool now_dep;	  /* an SOA, whose serial is the time */
 };
 
 /* Append @s to the name text @buf; if @esc, escape backslashes (dots stay:
@@ -693,6 +762,8 @@ static struct rec *rec_add(struct ctx *c, int s, uint16_t type,
 	}
 	x = &r->v[r->n++];
 	memset(x, 0, sizeof *x);
+	if (type == DNS_TYPE_SOA)
+		c->now_dep = true; /* its serial: req->now */
 	x->type = type;
 	x->owner = owner;
 	x->ttl = ttl;
@@ -963,7 +1034,13 @@ static uint64_t rnd(const struct ctx *c)
 	return c->req->rand != NULL ? c->req->rand(c->req->rand_data) : 0;
 }
 
-static void shuffle(const struct ctx *c, void *base, size_t n, size_t size)
+/* Fisher-Yates. The draws are the digits of c->variant, one random number
+ * per query, read in mixed radix (base i for the i-th last position) while
+ * the product of the bases, c->perms, stays within
+ * DNS_LOOKUP_CACHE_VARIANTS: the order is then a function of variant %
+ * perms, a bijection onto the perms orders, which the answer cache keeps
+ * apart. Beyond that, fresh draws (c->random: the answer is not cached). */
+static void shuffle(struct ctx *c, void *base, size_t n, size_t size)
 {
 	unsigned char tmp[sizeof(struct inst)];
 	unsigned char *v = base;
@@ -971,7 +1048,16 @@ static void shuffle(const struct ctx *c, void *base, size_t n, size_t size)
 	if (c->req->rand == NULL || size > sizeof tmp)
 		return;
 	for (size_t i = n; i > 1; i--) {
-		size_t j = (size_t)(rnd(c) % i);
+		size_t j;
+
+		if (!c->random && c->perms <= DNS_LOOKUP_CACHE_VARIANTS / i) {
+			j = (size_t)(c->variant % i);
+			c->variant /= i;
+			c->perms *= i;
+		} else {
+			j = (size_t)(rnd(c) % i);
+			c->random = true;
+		}
 
 		if (j == i - 1)
 			continue;
@@ -1764,6 +1850,7 @@ static enum dns_action answer(struct ctx *c, void *out, size_t cap, size_t *len)
 			return DNS_ACT_DROP;
 		return DNS_ACT_REPLY;
 	}
+	c->parsed = true;
 	qt = c->q.question.qtype;
 	qc = c->q.question.qclass;
 	if (c->q.edns.present && c->q.edns.version != 0)
@@ -1778,7 +1865,9 @@ static enum dns_action answer(struct ctx *c, void *out, size_t cap, size_t *len)
 		return reply_rcode(c, DNS_RCODE_NOTIMP, false, out, cap, len);
 	if (qc != DNS_CLASS_IN && qc != DNS_CLASS_ANY)
 		return reply_rcode(c, DNS_RCODE_REFUSED, false, out, cap, len);
-	if (c->cat == NULL || cat_index(c->cat, "", &c->gen) != 0)
+	if (c->cat == NULL ||
+	    (!c->have_gen &&
+	     catalog_gen(c->l, c->cat, c->req->version, &c->gen) != 0))
 		return reply_rcode(c, DNS_RCODE_SERVFAIL, false, out, cap, len);
 	if (reverse) {
 		c->zone = &c->l->zones[0]; /* PTR targets: the primary */
@@ -1798,20 +1887,88 @@ static enum dns_action answer(struct ctx *c, void *out, size_t cap, size_t *len)
 	return reply(c, out, cap, len);
 }
 
+/* The cached answer to @req (drawn @draw), if any, into @out; else false,
+ * with @key built and *@gen set if *@cacheable (then an answer built at
+ * *@gen may be stored under @key). */
+static bool cache_find(struct dns_lookup *l, struct cat_store *cat,
+		       const struct dns_lookup_req *req, uint64_t draw,
+		       struct dns_cache_key *key, uint64_t *gen, void *out,
+		       size_t cap, size_t *len, bool *cacheable)
+{
+	const uint8_t *hit;
+	size_t hlen;
+
+	*cacheable = false;
+	if (l->cache == NULL || cat == NULL)
+		return false;
+	if (l->ans_cat != cat) {
+		/* Another catalog: nothing cached holds. The hash seed comes
+		 * from the caller's random source: the lookup has none. */
+		dns_cache_reset(l->cache, draw ^ 0x6a09e667f3bcc909ULL);
+		l->ans_cat = cat;
+	}
+	if (dns_cache_key(l->cache, key, req->msg, req->len, req->tcp, cap) !=
+		0 ||
+	    catalog_gen(l, cat, req->version, gen) != 0)
+		return false;
+	*cacheable = true;
+	hit = dns_cache_get(l->cache, key, *gen, req->now, draw, &hlen);
+	/* A cached answer echoes a question of the same length. */
+	if (hit == NULL || hlen > cap || hlen < DNS_HEADER_LEN + key->qname_len)
+		return false;
+	memcpy(out, hit, hlen);
+	/* What the answer copies from the query: the ID, and the name as
+	 * spelt (the key has it lower-cased). */
+	memcpy(out, req->msg, 2);
+	memcpy((uint8_t *)out + DNS_HEADER_LEN,
+	       (const uint8_t *)req->msg + DNS_HEADER_LEN, key->qname_len);
+	*len = hlen;
+	return true;
+}
+
 enum dns_action dns_lookup_answer(struct dns_lookup *l, struct cat_store *cat,
 				  const struct dns_lookup_req *req, void *out,
 				  size_t cap, size_t *len)
 {
+	uint64_t draw = req->rand != NULL ? req->rand(req->rand_data) : 0;
+	uint64_t gen = 0;
+	struct dns_cache_key key;
 	struct ctx c;
 	enum dns_action act;
+	bool cacheable;
 
+	*len = 0;
+	if (cache_find(l, cat, req, draw, &key, &gen, out, cap, len,
+		       &cacheable))
+		return DNS_ACT_REPLY;
 	memset(&c, 0, sizeof c);
 	c.l = l;
 	c.cat = cat;
 	c.req = req;
 	c.zone = &l->zones[0];
-	*len = 0;
+	c.gen = gen;
+	c.have_gen = cacheable;
+	c.draw = draw;
+	c.variant = draw;
+	c.perms = 1;
 	act = answer(&c, out, cap, len);
+	if (cacheable && act == DNS_ACT_REPLY && c.parsed && !c.random &&
+	    c.rcode != DNS_RCODE_SERVFAIL) {
+		struct dns_cache_ans a = {
+		    .gen = c.gen,
+		    .now = req->now,
+		    .now_dep = c.now_dep,
+		    .n_var = (uint32_t)c.perms,
+		    .var = (uint32_t)(c.draw % c.perms),
+		    .ans = out,
+		    .len = *len,
+		};
+
+		if (dns_cache_put(l->cache, &key, &a) != 0) {
+			/* Not cached (too big, or out of memory): the answer
+			 * stands all the same. */
+		}
+	}
 	for (int s = 0; s < SEC_NR; s++)
 		bcn_free(c.sec[s].v);
 	cat_rows_close(&c.rows);

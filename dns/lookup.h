@@ -23,11 +23,19 @@
 #include "common/err.h"
 
 struct cat_store;
+struct dns_cache_stats;
 struct dns_lookup;
 
 /* The largest UDP reply, whatever a client's EDNS0 buffer size says: the
  * size we advertise in our OPT record, and the cap on amplification. */
 #define DNS_LOOKUP_UDP_MAX 4096
+
+/* The answer cache's defaults (see dns_lookup_answer()), and the most
+ * shuffle orders it keeps of one answer: 120 = 5!, so the answers over up
+ * to five instances (or servers, for NS) are cached in every order. */
+#define DNS_LOOKUP_CACHE_ENTRIES  4096
+#define DNS_LOOKUP_CACHE_BYTES	  (4u << 20)
+#define DNS_LOOKUP_CACHE_VARIANTS 120
 
 struct dns_lookup_config {
 	const char *domain;	   /* "consul" (a final dot is allowed) */
@@ -43,6 +51,11 @@ struct dns_lookup_config {
 	 * matching prefix, which beats "*"; unmatched services get 0. NULL
 	 * or "": 0 for all. */
 	const char *service_ttl;
+	/* The answer cache: at most this many queries and bytes (0: the
+	 * defaults above); @no_cache: none (every answer is built). */
+	size_t cache_entries;
+	size_t cache_bytes;
+	bool no_cache;
 };
 
 /* Create a lookup context from @c (copied). Returns 0; BCN_EINVAL with
@@ -66,6 +79,10 @@ struct dns_lookup_req {
 	uint32_t now; /* seconds since the epoch: the SOA serial */
 	uint64_t (*rand)(void *data); /* shuffles the answers */
 	void *rand_data;
+	/* 0, or a number that changes whenever the catalog may have changed
+	 * (the Raft applied index): the catalog's own index is then read
+	 * once per version instead of once per query. */
+	uint64_t version;
 };
 
 /* Answer @req from @cat into @out[0..@cap) and set *@len.
@@ -80,10 +97,25 @@ struct dns_lookup_req {
  *
  * Always answers something, even when @cat is NULL or fails (SERVFAIL):
  * the return value says what to do with it. Uses @l's name caches, so a
- * context serves one catalog at a time and one call at a time. */
+ * context serves one catalog at a time and one call at a time.
+ *
+ * Answers are cached whole, by the query's bytes but its ID and the case
+ * of its name (those are patched into a copy), @req->tcp and @cap: a hit
+ * gives the same bytes as building the answer would. An answer is valid
+ * while the catalog's overall index stays where it was built (any catalog
+ * change drops every answer), and one with an SOA (whose serial is
+ * @req->now) within the same second only. Shuffled answers are kept per
+ * order: a query draws one number from @req->rand, which picks the order
+ * (uniformly among the n! orders of n instances); answers with more than
+ * DNS_LOOKUP_CACHE_VARIANTS orders are not cached, nor are SERVFAIL,
+ * FORMERR, forwards and drops. */
 enum dns_action dns_lookup_answer(struct dns_lookup *l, struct cat_store *cat,
 				  const struct dns_lookup_req *req, void *out,
 				  size_t cap, size_t *len);
+
+/* The answer cache's counters (all zero without a cache). */
+void dns_lookup_cache_stats(const struct dns_lookup *l,
+			    struct dns_cache_stats *out);
 
 /* Write into @out[0..@cap) an answer with rcode @rcode (SERVFAIL when a
  * forward fails) to the query @msg[0..@len), question and OPT echoed, RA set

@@ -42,6 +42,10 @@ struct dns_server_options {
 	 * SERVFAIL. */
 	struct cat_store *(*cat)(void *data);
 	void *cat_data;
+	/* NULL, or (called with @cat_data) a number that changes whenever
+	 * the catalog may have changed, 0 if unknown: see the @version of
+	 * struct dns_lookup_req. */
+	uint64_t (*version)(void *data);
 	unsigned max_tcp_conns;	      /* 0: DNS_TCP_MAX_CONNS */
 	unsigned tcp_idle_ms;	      /* 0: DNS_TCP_IDLE_MS */
 	unsigned recursor_timeout_ms; /* 0: DNS_RECURSOR_TIMEOUT_MS */

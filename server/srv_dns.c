@@ -12,6 +12,16 @@ static struct cat_store *dns_cat(void *data)
 						  : NULL;
 }
 
+/* Every catalog change is a Raft entry applied (or a snapshot restored),
+ * which moves the applied index: the DNS answer cache may trust the
+ * catalog's index while it stays. */
+static uint64_t dns_version(void *data)
+{
+	struct srv *s = data;
+
+	return s->cluster != NULL ? cluster_applied_index(s->cluster) : 0;
+}
+
 int srv_dns_start(struct srv *s, char *errmsg)
 {
 	const struct config *c = s->cfg;
@@ -30,6 +40,7 @@ int srv_dns_start(struct srv *s, char *errmsg)
 		    .service_ttl = c->dns_service_ttl,
 		},
 	    .cat = dns_cat,
+	    .version = dns_version,
 	    .cat_data = s,
 	};
 

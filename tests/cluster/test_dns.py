@@ -4,8 +4,9 @@ form, nodes, PTR, NXDOMAIN and NODATA with the SOA, an instance leaving DNS
 when its TTL check lapses and coming back when it passes, TC and the TCP
 fallback with 50 instances, EDNS0, the same answers from each of three
 servers, garbage packets that never crash a server, a server cut off from
-the leader that keeps answering, forwarding to a recursor, the alternate
-domain and TTLs.
+the leader that keeps answering, bursts of UDP queries from several sockets
+(batched reads and writes, cached answers), forwarding to a recursor, the
+alternate domain and TTLs.
 
 Spec: CONSUL-API.md §8 and issue #5 (TC set by default, unlike Consul).
 Everything talks to 127.0.0.1 only.
@@ -510,6 +511,60 @@ def test_garbage_never_crashes_a_server(dns_cluster):
     a.check_alive()
 
 
+def test_udp_bursts_from_many_sockets(dns_cluster):
+    """Queries in flight from several sockets at once, so that the server
+    reads them in batches (recvmmsg) and answers each batch with one
+    sendmmsg, mostly from its answer cache: every reply reaches the socket
+    that asked, with its ID, its question as spelt and the answer that
+    query alone gets."""
+    a = dns_cluster.servers[1]
+    port = dns_port(a)
+    kinds = [("web.service.consul", 1), ("WeB.Service.CONSUL", 1),
+             ("web.service.consul", 33), ("nope.service.consul", 1),
+             ("%s.node.consul" % a.name, 1), ("big.service.consul", 1),
+             ("consul", 2)]
+
+    def key(m):
+        """What must match, the order of shuffled answers aside."""
+        return (dns.rcode.to_text(m.rcode()), bool(m.flags & dns.flags.TC),
+                len(rrs(m)), sorted(rrs(m, "answer", "A")) if
+                m.question[0].name.to_text().startswith("web") else None)
+    want = {}
+    for name, qtype in kinds:
+        q = dns.message.from_wire(query_bytes(name, qtype=qtype))
+        want[(name, qtype)] = key(dns.query.udp(q, HOST, port=port,
+                                                timeout=3))
+    socks = [socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+             for _ in range(8)]
+    try:
+        sent = []
+        for rnd in range(40):
+            for i, u in enumerate(socks):
+                name, qtype = kinds[(rnd + i) % len(kinds)]
+                qid = (i << 8) | rnd
+                u.sendto(query_bytes(name, qtype=qtype, qid=qid),
+                         (HOST, port))
+                sent.append((i, qid, name, qtype))
+        got = {}
+        for i, u in enumerate(socks):
+            u.settimeout(5)
+            n = sum(1 for s in sent if s[0] == i)
+            while len([k for k in got if k[0] == i]) < n:
+                m = dns.message.from_wire(u.recv(70000))
+                assert (m.id >> 8) == i, "a reply for another socket"
+                assert (i, m.id) not in got, "a reply twice"
+                got[(i, m.id)] = m
+        for i, qid, name, qtype in sent:
+            m = got[(i, qid)]
+            assert m.question[0].name.to_text() == name + ".", name
+            assert m.question[0].rdtype == qtype
+            assert key(m) == want[(name, qtype)], (name, qtype)
+    finally:
+        for u in socks:
+            u.close()
+    a.check_alive()
+
+
 def test_stalled_tcp_connection_is_closed(dns_cluster):
     """Half a frame, then silence: closed after the idle timeout (10 s),
     while other clients are served meanwhile."""
@@ -645,6 +700,9 @@ def test_dns_metrics(node):
     import dns.query
 
     port = node.dns_port
+    # The leader records its "consul" instance shortly after it starts
+    # serving: before that, the first name is NXDOMAIN too.
+    wait_self_registered(node)
     for name in ("consul.service.consul.", "nope.service.consul."):
         q = dns.message.make_query(name, "SRV")
         dns.query.udp(q, "127.0.0.1", port=port, timeout=3)

@@ -2,7 +2,12 @@
  * and query type, NXDOMAIN/NODATA with the SOA, health filtering, the
  * shuffle, truncation (UDP, EDNS0 sizes, the answer limit, TCP), TTL rules,
  * case, the alternate domain, bad configurations, and every allocation
- * failure of a lookup. */
+ * failure of a lookup. The answer cache: every answer the same bytes as a
+ * lookup without one gives, with the same random draws (the ID and the
+ * name's case patched in, EDNS, DO, client subnet, sizes and transports
+ * apart), dropped by any catalog change or a new second for the SOA,
+ * shuffled orders kept uniform, bounded, and right under every allocation
+ * failure. */
 #include <arpa/inet.h>
 #include <check.h>
 #include <sqlite3.h>
@@ -11,6 +16,7 @@
 #include <string.h>
 
 #include "common/alloc.h"
+#include "dns/cache.h"
 #include "dns/lookup.h"
 #include "dns/wire.h"
 #include "health/catalog.h"
@@ -32,6 +38,8 @@ static struct cat_store *store;
 static struct dns_lookup *lk;
 static uint64_t index_at = 1;
 static uint64_t rng_state = 0x9e3779b97f4a7c15ULL;
+static uint32_t ask_now = NOW; /* req.now of ask_raw() */
+static uint64_t ask_version;   /* req.version of ask_raw() */
 
 static struct dns_lookup_config default_config(void)
 {
@@ -59,6 +67,8 @@ static void setup(void)
 	struct dns_lookup_config c = default_config();
 
 	fault_alloc_fail_at(-1);
+	ask_now = NOW;
+	ask_version = 0;
 	ck_assert_int_eq(sqlite3_open(":memory:", &db), SQLITE_OK);
 	ck_assert_msg(cat_store_open(&store, db, errmsg) == 0, "%s", errmsg);
 	relookup(&c);
@@ -249,6 +259,7 @@ struct resp {
 	bool edns;
 	uint16_t edns_size;
 	unsigned ext_rcode;
+	bool edns_do;
 };
 
 static struct resp R; /* big: static */
@@ -288,6 +299,7 @@ static void decode(struct resp *r)
 			r->edns = true;
 			r->edns_size = v.rclass;
 			r->ext_rcode = v.ttl >> 24;
+			r->edns_do = (v.ttl & 0x8000) != 0;
 			continue;
 		}
 		ck_assert_uint_lt(r->n, N_OF(r->rr));
@@ -384,9 +396,10 @@ static enum dns_action ask_raw(const uint8_t *q, size_t qlen, bool tcp,
 	    .msg = q,
 	    .len = qlen,
 	    .tcp = tcp,
-	    .now = NOW,
+	    .now = ask_now,
 	    .rand = rng,
 	    .rand_data = &rng_state,
+	    .version = ask_version,
 	};
 
 	R.act = dns_lookup_answer(lk, store, &req, R.msg, cap, &R.len);
@@ -1355,6 +1368,514 @@ START_TEST(no_catalog)
 }
 END_TEST
 
+/* ---- the answer cache ---------------------------------------------------- */
+
+static struct dns_lookup *ref; /* without a cache: the reference */
+
+static void ref_open(void)
+{
+	struct dns_lookup_config c = default_config();
+	char errmsg[BCN_ERRMSG_LEN] = "";
+
+	c.no_cache = true;
+	dns_lookup_free(ref);
+	ck_assert_msg(dns_lookup_new(&ref, &c, errmsg) == 0, "%s", errmsg);
+}
+
+static struct dns_cache_stats cache_stats(void)
+{
+	struct dns_cache_stats st;
+
+	dns_lookup_cache_stats(lk, &st);
+	return st;
+}
+
+/* Ask @q[0..@qlen) of @lk (into R) and of @ref with the same random state:
+ * the same action, the same bytes, and the same number of draws. */
+static enum dns_action ask_both(const uint8_t *q, size_t qlen, bool tcp,
+				size_t cap)
+{
+	static uint8_t want[DNS_MAX_MSG];
+	uint64_t st = rng_state;
+	struct dns_lookup_req req = {
+	    .msg = q,
+	    .len = qlen,
+	    .tcp = tcp,
+	    .now = ask_now,
+	    .rand = rng,
+	    .rand_data = &st,
+	};
+	size_t wlen;
+	enum dns_action act =
+	    dns_lookup_answer(ref, store, &req, want, cap, &wlen);
+
+	ck_assert_int_eq(ask_raw(q, qlen, tcp, cap), act);
+	ck_assert_uint_eq(R.len, wlen);
+	ck_assert_msg(memcmp(R.msg, want, wlen) == 0, "answers differ");
+	ck_assert_uint_eq(st, rng_state);
+	return act;
+}
+
+/* A query as mkquery() builds it, with the DO bit if @do_bit, a client
+ * subnet option for 10.@subnet.0.0/16 if @subnet > 0 (both need
+ * @edns >= 0), and the ID @id. */
+static size_t mkquery_ext(uint8_t *q, const char *name, uint16_t qtype,
+			  int edns, bool do_bit, int subnet, uint16_t id)
+{
+	size_t len = mkquery(q, name, qtype, edns, 0);
+
+	put16(q, id);
+	if (edns < 0)
+		return len;
+	if (do_bit)
+		q[len - 4] |= 0x80; /* the OPT TTL's flags: DO */
+	if (subnet > 0) {
+		/* RFC 7871 §6: code 8, family 1, /16, scope 0, 2 bytes. */
+		static const uint8_t ecs[] = {0, 8, 0, 6, 0, 1, 16, 0};
+
+		memcpy(q + len, ecs, sizeof ecs);
+		q[len + sizeof ecs] = 10;
+		q[len + sizeof ecs + 1] = (uint8_t)subnet;
+		put16(q + len - 2, sizeof ecs + 2);
+		len += sizeof ecs + 2;
+	}
+	return len;
+}
+
+/* A hit: the same bytes but the ID, and no allocation at all (with a
+ * version, not even SQLite's). */
+START_TEST(cache_hit_same_bytes)
+{
+	static uint8_t first[DNS_MAX_MSG];
+	static const struct {
+		const char *name;
+		uint16_t qtype;
+	} qs[] = {
+	    {"web.service.consul", DNS_TYPE_SRV},
+	    {"web.service.consul", DNS_TYPE_A},
+	    {"n1.node.consul", DNS_TYPE_ANY},
+	    {"consul", DNS_TYPE_NS},
+	    {"nope.service.consul", DNS_TYPE_A},
+	    {"1.0.0.10.in-addr.arpa", DNS_TYPE_PTR},
+	};
+
+	fill();
+	ask_version = 5;
+	for (size_t k = 0; k < N_OF(qs); k++) {
+		uint8_t q[600];
+		size_t len = mkquery_ext(q, qs[k].name, qs[k].qtype, 1232,
+					 false, 0, 0x1111);
+		uint64_t st = rng_state, hits = cache_stats().hits;
+		size_t flen;
+
+		ck_assert_int_eq(ask_raw(q, len, false, sizeof R.msg),
+				 DNS_ACT_REPLY);
+		ck_assert_uint_eq(cache_stats().hits, hits);
+		memcpy(first, R.msg, R.len);
+		flen = R.len;
+		/* The same draw: the same order, from the cache. */
+		rng_state = st;
+		put16(q, 0x2222);
+		fault_alloc_fail_at(0);
+		ck_assert_int_eq(ask_raw(q, len, false, sizeof R.msg),
+				 DNS_ACT_REPLY);
+		ck_assert_int_eq(fault_alloc_count(), 0);
+		fault_alloc_fail_at(-1);
+		ck_assert_uint_eq(cache_stats().hits, hits + 1);
+		ck_assert_uint_eq(R.len, flen);
+		ck_assert_uint_eq(get16(R.msg), 0x2222);
+		ck_assert_msg(memcmp(R.msg + 2, first + 2, flen - 2) == 0,
+			      "%s: the hit differs", qs[k].name);
+	}
+}
+END_TEST
+
+/* Every kind of query, over rounds with catalog changes and a new second
+ * between them: always the bytes of the uncached lookup, and mostly from
+ * the cache. */
+START_TEST(cache_same_as_uncached)
+{
+	static const char *const names[] = {
+	    "web.service.consul",
+	    "WEB.Service.CONSUL",
+	    "primary.web.service.consul",
+	    "_web._tcp.service.consul",
+	    "_web._primary.service.dc1.consul",
+	    "api.service.consul",
+	    "db.service.consul",
+	    "five.service.consul",
+	    "six.service.consul",
+	    "n1.node.consul",
+	    "m.node.dc1.consul",
+	    "consul",
+	    "nope.service.consul",
+	    "0a000001.addr.consul",
+	    "1.0.0.10.in-addr.arpa",
+	    ("3.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.0.d.f."
+	     "ip6.arpa"),
+	    "example.org",
+	};
+	static const uint16_t types[] = {
+	    DNS_TYPE_A,	  DNS_TYPE_AAAA, DNS_TYPE_SRV, DNS_TYPE_ANY,
+	    DNS_TYPE_TXT, DNS_TYPE_SOA,	 DNS_TYPE_NS,  DNS_TYPE_PTR,
+	};
+	static const int ednss[] = {-1, 512, 1232, 4096};
+	size_t n = 0;
+
+	fill();
+	add_node_meta("m", "10.0.0.7", STRS("a\0b\0c\0d"));
+	for (int i = 0; i < 6; i++) {
+		char node[16], id[16];
+
+		snprintf(node, sizeof node, "f%d", i);
+		snprintf(id, sizeof id, "five-%d", i);
+		add_node(node, i % 2 == 0 ? "10.2.0.1" : "fd00::2:1");
+		if (i < 5)
+			add_svc(node, id, "five", (uint32_t)(1000 + i));
+		snprintf(id, sizeof id, "six-%d", i);
+		add_svc(node, id, "six", (uint32_t)(2000 + i));
+	}
+	ref_open();
+	for (int round = 0; round < 3; round++) {
+		for (int rep = 0; rep < 2; rep++) {
+			/* The same draws in each repetition: the second
+			 * asks for what the first cached, every order. */
+			rng_state = 0x5eed0000u + (uint64_t)round;
+			for (size_t a = 0; a < N_OF(names); a++) {
+				for (size_t b = 0; b < N_OF(types); b++) {
+					for (size_t e = 0; e < N_OF(ednss);
+					     e++) {
+						uint8_t q[600];
+						/* The same extras in
+						 * each repetition. */
+						size_t i = a * 32 + b * 4 + e;
+						size_t len = mkquery_ext(
+						    q, names[a], types[b],
+						    ednss[e], i % 3 == 1,
+						    i % 5 == 2
+							? (int)(i % 3 + 1)
+							: 0,
+						    (uint16_t)n++);
+
+						ask_both(q, len, i % 7 == 3,
+							 i % 11 == 4
+							     ? 300
+							     : sizeof R.msg);
+					}
+				}
+			}
+		}
+		/* Between rounds: the catalog and the second change. */
+		if (round == 0) {
+			set_check("f1", CAT_NODE_CHECK, "", CAT_CRITICAL, "");
+			add_node("n1", "10.0.0.100");
+		} else {
+			del_svc("n2", "web-2");
+			add_svc("s1", "consul", CAT_SERVER_SVC, 8301);
+		}
+		ask_now++;
+	}
+	ck_assert_uint_gt(cache_stats().hits, n / 3);
+	ck_assert_uint_gt(cache_stats().stale, 0);
+	dns_lookup_free(ref);
+	ref = NULL;
+}
+END_TEST
+
+/* A catalog change drops what the cache holds, even for an answer that
+ * was asked for only a moment ago. */
+START_TEST(cache_follows_the_catalog)
+{
+	struct resp *r;
+	uint64_t hits;
+
+	fill();
+	r = ask_opt("web.service.consul", DNS_TYPE_A, 4096, false);
+	ck_assert_uint_eq(count(r, DNS_SEC_ANSWER, DNS_TYPE_A), 3);
+	for (int i = 0; i < 20; i++)
+		ask_opt("web.service.consul", DNS_TYPE_A, 4096, false);
+	hits = cache_stats().hits;
+	ck_assert_uint_gt(hits, 0);
+	add_svc("n4", "web-4", "web", 80);
+	r = ask_opt("web.service.consul", DNS_TYPE_A, 4096, false);
+	ck_assert_uint_eq(count(r, DNS_SEC_ANSWER, DNS_TYPE_A), 4);
+	ck_assert(has(r, DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.4"));
+	ck_assert_uint_eq(cache_stats().hits, hits);
+	/* A change elsewhere drops it too (conservative). */
+	ask_opt("n1.node.consul", DNS_TYPE_A, 4096, false);
+	add_node("zz", "10.9.9.9");
+	hits = cache_stats().hits;
+	ck_assert(has(ask_opt("n1.node.consul", DNS_TYPE_A, 4096, false),
+		      DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.1"));
+	ck_assert_uint_eq(cache_stats().hits, hits);
+	/* A check going critical. */
+	set_check("n4", "serfHealth", "", CAT_CRITICAL, "");
+	r = ask_opt("web.service.consul", DNS_TYPE_A, 4096, false);
+	ck_assert(!has(r, DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.4"));
+}
+END_TEST
+
+/* With a version, the catalog's index is read once per version: the
+ * caller promises a new version after any change. */
+START_TEST(cache_trusts_the_version)
+{
+	struct resp *r;
+
+	fill();
+	ask_version = 1;
+	ask_opt("db.service.consul", DNS_TYPE_A, 4096, false);
+	r = ask_opt("n4.node.consul", DNS_TYPE_A, 4096, false);
+	ck_assert(has(r, DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.4"));
+	add_node("n4", "10.0.0.44");
+	/* A broken promise serves the old answer... */
+	r = ask_opt("n4.node.consul", DNS_TYPE_A, 4096, false);
+	ck_assert(has(r, DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.4"));
+	/* ...a kept one the new. */
+	ask_version = 2;
+	r = ask_opt("n4.node.consul", DNS_TYPE_A, 4096, false);
+	ck_assert(has(r, DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.44"));
+	/* Version 0: read every time. */
+	ask_version = 0;
+	add_node("n4", "10.0.0.45");
+	r = ask_opt("n4.node.consul", DNS_TYPE_A, 4096, false);
+	ck_assert(has(r, DNS_SEC_ANSWER, DNS_TYPE_A, "10.0.0.45"));
+}
+END_TEST
+
+/* What changes the bytes keeps answers apart, interleaved: EDNS and its
+ * size, DO, a client subnet, TCP, the caller's capacity; the name's case
+ * shares an entry and is echoed as asked. */
+START_TEST(cache_keeps_variants_apart)
+{
+	uint8_t q[600];
+	size_t len;
+
+	for (int i = 0; i < 5; i++) {
+		char node[16], id[16], addr[16];
+
+		snprintf(node, sizeof node, "f%d", i);
+		snprintf(id, sizeof id, "five-%d", i);
+		snprintf(addr, sizeof addr, "10.2.0.%d", i + 1);
+		add_node(node, addr);
+		add_svc(node, id, "five", 80);
+	}
+	ref_open();
+	for (int t = 0; t < 40; t++) {
+		/* Four draws in turn: orders come back. */
+		uint64_t st = 0x5eed0000u + (uint64_t)(t % 4);
+
+		/* A small buffer: fewer answers, TC (first: a bigger
+		 * answer must not come from it). */
+		rng_state = st;
+		len = mkquery_ext(q, "five.service.consul", DNS_TYPE_A, 4096,
+				  false, 0, 6);
+		ask_both(q, len, false, 80);
+		ck_assert_uint_lt(count(&R, DNS_SEC_ANSWER, DNS_TYPE_A), 5);
+		ck_assert(R.tc);
+		/* Plain UDP: the answer limit (3), no OPT. */
+		rng_state = st;
+		len = mkquery_ext(q, "five.service.consul", DNS_TYPE_A, -1,
+				  false, 0, 1);
+		ask_both(q, len, false, sizeof R.msg);
+		ck_assert_uint_eq(count(&R, DNS_SEC_ANSWER, DNS_TYPE_A), 3);
+		ck_assert(!R.edns);
+		/* EDNS: all five, our size, DO as asked. */
+		rng_state = st;
+		len = mkquery_ext(q, "five.service.consul", DNS_TYPE_A, 4096,
+				  t % 2 == 0, 0, 2);
+		ask_both(q, len, false, sizeof R.msg);
+		ck_assert_uint_eq(count(&R, DNS_SEC_ANSWER, DNS_TYPE_A), 5);
+		ck_assert(R.edns);
+		ck_assert_uint_eq(R.edns_size, DNS_LOOKUP_UDP_MAX);
+		ck_assert(R.edns_do == (t % 2 == 0));
+		/* TCP without EDNS: all five. */
+		rng_state = st;
+		len = mkquery_ext(q, "five.service.consul", DNS_TYPE_A, -1,
+				  false, 0, 3);
+		ask_both(q, len, true, sizeof R.msg);
+		ck_assert_uint_eq(count(&R, DNS_SEC_ANSWER, DNS_TYPE_A), 5);
+		/* A client subnet is echoed: each its own. */
+		rng_state = st;
+		len = mkquery_ext(q, "five.service.consul", DNS_TYPE_A, 1232,
+				  false, 1 + t % 2, 4);
+		ask_both(q, len, false, sizeof R.msg);
+		ck_assert_uint_eq(R.msg[R.len - 1], 1 + t % 2);
+		/* The name's case: echoed as asked, in the answers too. */
+		rng_state = st;
+		len = mkquery_ext(q,
+				  t % 2 == 0 ? "FIVE.service.Consul"
+					     : "five.SERVICE.consul",
+				  DNS_TYPE_A, -1, false, 0, 5);
+		ask_both(q, len, false, sizeof R.msg);
+		ck_assert_str_eq(R.rr[0].owner, t % 2 == 0
+						    ? "FIVE.service.Consul"
+						    : "five.SERVICE.consul");
+	}
+	ck_assert_uint_gt(cache_stats().hits, 100);
+	dns_lookup_free(ref);
+	ref = NULL;
+}
+END_TEST
+
+/* The SOA's serial is the time: negative answers last one second. */
+START_TEST(cache_soa_serial_follows_time)
+{
+	char soa[128];
+
+	fill();
+	for (int t = 0; t < 3; t++) {
+		ask_now = NOW + (uint32_t)t;
+		for (int i = 0; i < 3; i++) {
+			struct resp *r = ask("nope.service.consul", DNS_TYPE_A);
+
+			snprintf(soa, sizeof soa,
+				 "ns.consul hostmaster.consul %u 3600 600 "
+				 "86400 0",
+				 ask_now);
+			ck_assert(has(r, DNS_SEC_AUTHORITY, DNS_TYPE_SOA, soa));
+		}
+	}
+	ck_assert_uint_eq(cache_stats().hits, 6);
+	ck_assert_uint_eq(cache_stats().stale, 2);
+}
+END_TEST
+
+/* Shuffled answers stay shuffled: the six orders of three instances come
+ * about equally often, from the cache. */
+START_TEST(cache_shuffle_uniform)
+{
+	char orders[6][64];
+	unsigned seen[6] = {0};
+	size_t n_orders = 0;
+
+	fill();
+	for (int t = 0; t < 1200; t++) {
+		struct resp *r = ask("web.service.consul", DNS_TYPE_A);
+		char order[64];
+		size_t k;
+
+		ck_assert_uint_eq(r->n, 3);
+		snprintf(order, sizeof order, "%s %s %s", r->rr[0].data,
+			 r->rr[1].data, r->rr[2].data);
+		for (k = 0; k < n_orders; k++)
+			if (strcmp(orders[k], order) == 0)
+				break;
+		if (k == n_orders) {
+			ck_assert_uint_lt(n_orders, 6);
+			strcpy(orders[n_orders++], order);
+		}
+		seen[k]++;
+	}
+	ck_assert_uint_eq(n_orders, 6);
+	for (size_t k = 0; k < 6; k++)
+		ck_assert_msg(seen[k] > 140 && seen[k] < 260, "%s: %u",
+			      orders[k], seen[k]);
+	ck_assert_uint_ge(cache_stats().hits, 1200 - 6);
+	/* More orders than the cache keeps: not cached, still shuffled (the
+	 * test "shuffled" counts them). */
+}
+END_TEST
+
+START_TEST(cache_bounded)
+{
+	struct dns_lookup_config c = default_config();
+
+	c.cache_entries = 4;
+	c.cache_bytes = 64 * 1024;
+	relookup(&c);
+	ref_open();
+	fill();
+	for (int t = 0; t < 3; t++) {
+		for (int i = 0; i < 40; i++) {
+			char name[64];
+			uint8_t q[600];
+			size_t len;
+
+			snprintf(name, sizeof name, "%08x.addr.consul",
+				 0x0a000000u + (unsigned)i);
+			len = mkquery_ext(q, name, DNS_TYPE_A, -1, false, 0,
+					  (uint16_t)i);
+			ask_both(q, len, false, sizeof R.msg);
+			ck_assert_uint_eq(R.n, 1);
+			ck_assert_uint_le(cache_stats().entries, 4);
+			ck_assert_uint_le(cache_stats().bytes, 64 * 1024);
+		}
+	}
+	ck_assert_uint_ge(cache_stats().evictions, 100);
+	/* Without a cache: nothing counted. */
+	c.no_cache = true;
+	relookup(&c);
+	ask("web.service.consul", DNS_TYPE_A);
+	ck_assert_uint_eq(cache_stats().entries, 0);
+	ck_assert_uint_eq(cache_stats().misses, 0);
+	dns_lookup_free(ref);
+	ref = NULL;
+}
+END_TEST
+
+/* An allocation failure anywhere gives SERVFAIL or the right answer, and
+ * never leaves a wrong one in the cache: the next query, with the same
+ * draw, gives the uncached lookup's bytes. */
+START_TEST(cache_survives_every_oom)
+{
+	static const struct {
+		const char *name;
+		uint16_t qtype;
+	} qs[] = {
+	    {"web.service.consul", DNS_TYPE_SRV},
+	    {"Web.service.consul", DNS_TYPE_A},
+	    {"n1.node.consul", DNS_TYPE_ANY},
+	    {"consul", DNS_TYPE_ANY},
+	    {"nope.service.consul", DNS_TYPE_A},
+	};
+	struct dns_lookup_config c = default_config();
+
+	fill();
+	ref_open();
+	for (size_t k = 0; k < N_OF(qs); k++) {
+		uint8_t q[600];
+		size_t len =
+		    mkquery_ext(q, qs[k].name, qs[k].qtype, 1232, true, 0, 7);
+
+		for (long n = 0;; n++) {
+			uint64_t st = rng_state;
+			int fired;
+
+			relookup(&c);
+			/* Half the time the entry exists already (another
+			 * variant is cached), half it is new. */
+			if (n % 2 == 1) {
+				rng_state = st + 1;
+				ask_both(q, len, false, sizeof R.msg);
+			}
+			rng_state = st;
+			fault_alloc_fail_at(n / 2);
+			ck_assert_int_eq(ask_raw(q, len, false, sizeof R.msg),
+					 DNS_ACT_REPLY);
+			fired = fault_alloc_fired();
+			fault_alloc_fail_at(-1);
+			if (R.rcode != DNS_RCODE_SERVFAIL) {
+				uint8_t got[DNS_MAX_MSG];
+				size_t glen = R.len;
+
+				memcpy(got, R.msg, glen);
+				rng_state = st;
+				ask_both(q, len, false, sizeof R.msg);
+				ck_assert_uint_eq(glen, R.len);
+				ck_assert(memcmp(got, R.msg, glen) == 0);
+			}
+			/* Again, from the cache if it was kept. */
+			rng_state = st;
+			ask_both(q, len, false, sizeof R.msg);
+			if (!fired && n % 2 == 1)
+				break;
+		}
+	}
+	dns_lookup_free(ref);
+	ref = NULL;
+}
+END_TEST
+
 /* ---- allocation failures ------------------------------------------------- */
 
 START_TEST(lookup_survives_every_oom)
@@ -1465,6 +1986,15 @@ static Suite *lookup_suite(void)
 	tcase_add_test(t, no_catalog);
 	tcase_add_test(t, lookup_survives_every_oom);
 	tcase_add_test(t, new_survives_every_oom);
+	tcase_add_test(t, cache_hit_same_bytes);
+	tcase_add_test(t, cache_same_as_uncached);
+	tcase_add_test(t, cache_follows_the_catalog);
+	tcase_add_test(t, cache_trusts_the_version);
+	tcase_add_test(t, cache_keeps_variants_apart);
+	tcase_add_test(t, cache_soa_serial_follows_time);
+	tcase_add_test(t, cache_shuffle_uniform);
+	tcase_add_test(t, cache_bounded);
+	tcase_add_test(t, cache_survives_every_oom);
 	suite_add_tcase(s, t);
 	return s;
 }
