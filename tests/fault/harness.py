@@ -22,6 +22,7 @@ import collections
 import json
 import os
 import random
+import resource
 import shutil
 import signal
 import statistics
@@ -706,6 +707,14 @@ class Harness:
 
 def run(opts):
     """One fault run (see the module comment); returns an Outcome."""
+    # A server that crashes leaves a core file in n<i>/ (its working
+    # directory, kept with a failing run) when the kernel's core_pattern is
+    # a plain file name; the servers inherit this limit.
+    try:
+        hard = resource.getrlimit(resource.RLIMIT_CORE)[1]
+        resource.setrlimit(resource.RLIMIT_CORE, (hard, hard))
+    except (ValueError, OSError):
+        pass
     h = Harness(opts)
     t_start = time.monotonic()
     setup_ok = False
