@@ -109,6 +109,25 @@ struct cluster {
 		char addr[CLUSTER_MAX_NAME];
 	} addrs[16]; /* last known address of every server seen */
 	unsigned n_addrs, next_addr;
+
+	/* libraft's receive and tick callbacks, wrapped (see io_recv). */
+	raft_io_recv_cb uv_recv;
+	raft_io_tick_cb uv_tick;
+	int (*uv_start)(struct raft_io *io, unsigned msecs,
+			raft_io_tick_cb tick, raft_io_recv_cb recv);
+	bool snap_taking;	      /* between fsm_snapshot and _finalize */
+	bool held;		      /* an InstallSnapshot is held back */
+	struct raft_message held_msg; /* owns its conf and data */
+	char held_addr[CLUSTER_MAX_NAME];
+
+	/* Test hook (BEACON_TEST_SNAPSHOT_PUT_DELAY_MS): start writing each
+	 * snapshot this server takes only after a delay. */
+	int (*uv_snapshot_put)(struct raft_io *io, unsigned trailing,
+			       struct raft_io_snapshot_put *req,
+			       const struct raft_snapshot *snapshot,
+			       raft_io_snapshot_put_cb cb);
+	unsigned put_delay_ms;
+	struct put_delay *put_delayed;
 };
 
 uint64_t cluster_node_id(const char *name)
@@ -232,6 +251,134 @@ static int io_snapshot_get(struct raft_io *io, struct raft_io_snapshot_get *req,
 
 	addr_remember_all(c);
 	return c->uv_snapshot_get(io, req, cb);
+}
+
+/* ---- InstallSnapshot while taking a snapshot ---------------------------
+ *
+ * libraft 0.22.1 (and its upstream as of this writing) parks an
+ * InstallSnapshot that arrives while this server is writing a snapshot of
+ * its own, and resumes it when the write completes; but takeSnapshotCb
+ * clears the parked request before reading it back and dereferences NULL
+ * (a follower catching up after a rejoin died of SIGSEGV in a fault run).
+ * So such a message never reaches libraft during a take: it is held here
+ * and delivered at the first tick after the take ends, as if the network
+ * had delayed it. A newer one replaces an older one (the leader sends its
+ * latest snapshot anyway). */
+
+static void held_drop(struct cluster *c)
+{
+	if (!c->held)
+		return;
+	raft_configuration_close(&c->held_msg.install_snapshot.conf);
+	raft_free(c->held_msg.install_snapshot.data.base);
+	c->held = false;
+}
+
+static void io_recv(struct raft_io *io, struct raft_message *m)
+{
+	struct cluster *c = io_cluster(io);
+
+	if (m->type != RAFT_INSTALL_SNAPSHOT) {
+		c->uv_recv(io, m);
+		return;
+	}
+	if (!c->snap_taking) {
+		held_drop(c); /* superseded by this one */
+		c->uv_recv(io, m);
+		return;
+	}
+	/* The leader sends it again at every heartbeat: say it once. */
+	if (!c->held)
+		bcn_debug(MOD,
+			  "InstallSnapshot at %llu from %llx held until "
+			  "our own snapshot is written",
+			  (unsigned long long)m->install_snapshot.last_index,
+			  (unsigned long long)m->server_id);
+	held_drop(c);
+	c->held_msg = *m; /* the receiver reuses *m once we return */
+	snprintf(c->held_addr, sizeof c->held_addr, "%s",
+		 m->server_address != NULL ? m->server_address : "");
+	c->held_msg.server_address = c->held_addr;
+	c->held = true;
+}
+
+static void io_tick(struct raft_io *io)
+{
+	struct cluster *c = io_cluster(io);
+
+	if (c->held && !c->snap_taking) {
+		struct raft_message m = c->held_msg;
+
+		c->held = false;
+		bcn_debug(MOD, "InstallSnapshot at %llu delivered",
+			  (unsigned long long)m.install_snapshot.last_index);
+		c->uv_recv(io, &m);
+	}
+	c->uv_tick(io);
+}
+
+static int io_start(struct raft_io *io, unsigned msecs, raft_io_tick_cb tick,
+		    raft_io_recv_cb recv)
+{
+	struct cluster *c = io_cluster(io);
+
+	c->uv_tick = tick;
+	c->uv_recv = recv;
+	return c->uv_start(io, msecs, io_tick, io_recv);
+}
+
+struct put_delay {
+	uv_timer_t timer;
+	struct cluster *c;
+	unsigned trailing;
+	struct raft_io_snapshot_put *req;
+	const struct raft_snapshot *snapshot;
+	raft_io_snapshot_put_cb cb;
+};
+
+static void put_delay_closed(uv_handle_t *h)
+{
+	bcn_free(h->data);
+}
+
+static void put_delay_fire(uv_timer_t *t)
+{
+	struct put_delay *d = t->data;
+	struct cluster *c = d->c;
+	int rc;
+
+	c->put_delayed = NULL;
+	rc =
+	    c->uv_snapshot_put(&c->io, d->trailing, d->req, d->snapshot, d->cb);
+	if (rc != 0) {
+		bcn_error(MOD, "delayed snapshot write: %s", raft_strerror(rc));
+		d->cb(d->req, rc);
+	}
+	uv_close((uv_handle_t *)t, put_delay_closed);
+}
+
+/* Installs (trailing 0) are never delayed: only our own takes. */
+static int io_snapshot_put(struct raft_io *io, unsigned trailing,
+			   struct raft_io_snapshot_put *req,
+			   const struct raft_snapshot *snapshot,
+			   raft_io_snapshot_put_cb cb)
+{
+	struct cluster *c = io_cluster(io);
+	struct put_delay *d;
+
+	if (trailing == 0 || c->put_delayed != NULL ||
+	    (d = bcn_calloc(1, sizeof *d)) == NULL)
+		return c->uv_snapshot_put(io, trailing, req, snapshot, cb);
+	*d = (struct put_delay){.c = c,
+				.trailing = trailing,
+				.req = req,
+				.snapshot = snapshot,
+				.cb = cb};
+	uv_timer_init(c->loop, &d->timer);
+	d->timer.data = d;
+	uv_timer_start(&d->timer, put_delay_fire, c->put_delay_ms, 0);
+	c->put_delayed = d;
+	return 0;
 }
 
 /* ---- batch transactions ------------------------------------------------ */
@@ -540,6 +687,8 @@ static int fsm_snapshot(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 	b[1].len = (size_t)size;
 	*bufs = b;
 	*n_bufs = 2;
+	/* libraft calls snapshot_finalize once it is written, or failed. */
+	c->snap_taking = true;
 	return 0;
 }
 
@@ -558,7 +707,9 @@ static int fsm_snapshot_async(struct raft_fsm *fsm, struct raft_buffer *bufs[],
 static int fsm_snapshot_finalize(struct raft_fsm *fsm,
 				 struct raft_buffer *bufs[], unsigned *n_bufs)
 {
-	(void)fsm;
+	struct cluster *c = fsm->data;
+
+	c->snap_taking = false;
 	if (*bufs != NULL) {
 		raft_free((*bufs)[0].base);
 		sqlite3_free((*bufs)[1].base);
@@ -841,6 +992,19 @@ int cluster_start(struct cluster **out, struct uv_loop_s *loop,
 	c->io.send = io_send;
 	c->uv_snapshot_get = c->io.snapshot_get;
 	c->io.snapshot_get = io_snapshot_get;
+	c->uv_start = c->io.start;
+	c->io.start = io_start;
+	{
+		const char *d = getenv("BEACON_TEST_SNAPSHOT_PUT_DELAY_MS");
+
+		if (d != NULL && atoi(d) > 0) {
+			c->put_delay_ms = (unsigned)atoi(d);
+			c->uv_snapshot_put = c->io.snapshot_put;
+			c->io.snapshot_put = io_snapshot_put;
+			bcn_warn(MOD, "test hook: snapshots written %u ms late",
+				 c->put_delay_ms);
+		}
+	}
 	rc = raft_init(&c->raft, &c->io, &c->fsm, c->id, c->raft_addr);
 	if (rc != 0) {
 		bcn_errf(errmsg, "raft init: %s", raft_errmsg(&c->raft));
@@ -938,6 +1102,10 @@ static void on_raft_closed(struct raft *r)
 	void (*cb)(void *) = c->stop_cb;
 	void *data = c->stop_data;
 
+	held_drop(c);
+	if (c->put_delayed != NULL) /* the test stopped us too early */
+		uv_close((uv_handle_t *)&c->put_delayed->timer,
+			 put_delay_closed);
 	raft_uv_close(&c->io);
 	raft_uv_tcp_close(&c->transport);
 	batch_commit(c);

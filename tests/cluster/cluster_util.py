@@ -187,6 +187,7 @@ class Server:
         self.proc = None
         self.starts = 0
         self.session = new_session()
+        self.env = {}            # extra environment (test hooks)
 
     # ---- addresses and state ------------------------------------------
 
@@ -237,6 +238,7 @@ class Server:
         self.session = new_session()
         env = {k: v for k, v in os.environ.items()
                if not k.startswith("BEACON_")}
+        env.update(self.env)
         env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
         env.setdefault("LSAN_OPTIONS", "suppressions=%s:print_suppressions=0"
                        % os.path.abspath(LSAN_SUPP))
@@ -316,6 +318,13 @@ class Server:
         text = self.log_text().splitlines()[-lines:]
         return "---- last %d lines of %s ----\n%s" % (
             len(text), self.log_path, "\n".join(text))
+
+    def log_offset(self):
+        """Where the next line of the log will start."""
+        try:
+            return self.log_path.stat().st_size
+        except FileNotFoundError:
+            return 0
 
     def log_since(self, offset):
         try:

@@ -8,7 +8,10 @@ Run with Debian's interpreter:
         tests/cluster/test_cluster.py
 """
 
+import os
+import re
 import shutil
+import signal
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -337,6 +340,66 @@ def test_stopped_follower_catches_up_by_snapshot(cluster_factory):
                                        lagging.log_tail()))
     assert not own_snapshots, own_snapshots   # so it came from the leader
     assert_same_data(cluster, "snap/", items)
+
+
+SNAP_PUT_DELAY = 6.0         # s: a follower's own snapshot writes take this long
+
+
+def test_install_snapshot_while_taking_one(cluster_factory):
+    """A follower that falls behind the leader's log while it is writing a
+    snapshot of its own receives the leader's InstallSnapshot during that
+    write.  libraft 0.22.1 parks the install and, when the write completes,
+    dereferences NULL (SIGSEGV; seen once in a fault run).  Beacon holds the
+    message back until the write is done (raft/cluster.c, io_recv).  A test
+    hook makes the follower's snapshot writes slow so that the window is
+    wide; a SIGSTOP makes it fall behind the leader's compacted log."""
+    cluster = cluster_factory(3, args=["--snapshot-threshold", "64",
+                                       "--snapshot-trailing", "16"])
+    leader = cluster.leader()
+    f = cluster.followers()[0]
+    f.stop()
+    f.env["BEACON_TEST_SNAPSHOT_PUT_DELAY_MS"] = str(int(SNAP_PUT_DELAY * 1000))
+    offset = f.spawn()
+    cluster.wait_ready()
+    taking = re.compile(r"raft\s+snapshot at index (\d+)")
+    items = {}
+    for i in range(400):
+        if taking.search(f.log_since(offset)):
+            break
+        key = "snaptake/a%03d" % i
+        put_ok(leader, key, b"a%d" % i)
+        items[key] = b"a%d" % i
+    else:
+        pytest.fail("%s took no snapshot in 400 writes\n%s" %
+                    (f.name, f.log_tail()))
+    started = time.monotonic()
+    loff = leader.log_offset()
+    os.kill(f.pid, signal.SIGSTOP)
+    try:
+        more = {"snaptake/b%03d" % i: b"b%d" % i for i in range(200)}
+        put_many(leader, more.items())
+        items.update(more)
+        wait_until(lambda: taking.search(leader.log_since(loff)), 10,
+                   "the leader to take a snapshot")
+    finally:
+        os.kill(f.pid, signal.SIGCONT)
+    resumed = time.monotonic() - started
+    assert resumed < SNAP_PUT_DELAY - 2, (
+        "%s resumed %.1f s into its snapshot write: too late to test the "
+        "install during it" % (f.name, resumed))
+    wait_until(lambda: f.stale_dump("snaptake/") == items,
+               SNAP_PUT_DELAY + 20, "%s to catch up" % f.name)
+    f.check_alive()
+    log = f.log_since(offset)
+    # Held, then delivered at a tick or superseded by the leader's next
+    # send; either way installed once the write was done.
+    assert "held until our own snapshot is written" in log, log[-3000:]
+    assert "restored snapshot" in log.split("held until")[1], log[-3000:]
+    print("\n%s resumed %.1f s into its snapshot write, caught up by the "
+          "leader's snapshot" % (f.name, resumed))
+    put_ok(leader, "snaptake/after", b"x")
+    items["snaptake/after"] = b"x"
+    assert_same_data(cluster, "snaptake/", items)
 
 
 # ---- 6. a wiped server -----------------------------------------------------------
