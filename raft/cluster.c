@@ -33,6 +33,7 @@
 #include "common/alloc.h"
 #include "common/log.h"
 #include "raft/codec.h"
+#include "raft/image.h"
 
 #define MOD "raft"
 
@@ -439,7 +440,7 @@ static struct cluster_req *pending_find(struct cluster *c, uint64_t index)
 /* ---- the servers table ----------------------------------------------------
  */
 
-static const char servers_schema[] =
+const char cluster_servers_schema[] =
     "CREATE TABLE IF NOT EXISTS servers(name TEXT PRIMARY KEY,"
     " raft_addr TEXT NOT NULL, http_addr TEXT NOT NULL,"
     " idx INTEGER NOT NULL) WITHOUT ROWID";
@@ -758,7 +759,9 @@ out:
 		return BCN_ECORRUPT;
 	/* An image from an older version may lack newer tables or
 	 * indexes. */
-	rc = kv_store_migrate(c->kv);
+	rc = exec(c->db, cluster_servers_schema);
+	if (rc == 0)
+		rc = kv_store_migrate(c->kv);
 	return rc == 0 ? cat_store_migrate(c->cat) : rc;
 }
 
@@ -821,7 +824,7 @@ static int open_db(struct cluster *c, const struct cluster_options *o,
 			 sqlite3_errmsg(c->db));
 		return rc;
 	}
-	rc = exec(c->db, servers_schema);
+	rc = exec(c->db, cluster_servers_schema);
 	for (size_t i = 0; rc == 0 && i < sizeof srv_sql / sizeof srv_sql[0];
 	     i++)
 		if (sqlite3_prepare_v2(
@@ -1854,17 +1857,25 @@ int cluster_backup(struct cluster *c, void **out, size_t *len)
 }
 
 int cluster_restore(struct cluster *c, const void *buf, size_t len,
-		    struct cluster_req *req, cluster_req_cb cb)
+		    struct cluster_req *req, cluster_req_cb cb, char *why,
+		    size_t cap)
 {
 	struct bcn_buf enc;
 	size_t off, ilen;
 	int rc;
 
+	why[0] = '\0';
 	if (!cluster_serving(c))
 		return BCN_ENOTLEADER;
 	rc = cluster_snapshot_verify(buf, len, &off, &ilen, NULL);
 	if (rc != 0)
 		return rc;
+	batch_commit(c);
+	rc = image_check(c->db, (const uint8_t *)buf + off, ilen, why, cap);
+	if (rc != 0) {
+		bcn_warn(MOD, "restore refused: %s", why);
+		return rc;
+	}
 	bcn_buf_init(&enc);
 	rc = cluster_cmd_encode_restore(buf, len, &enc);
 	if (rc == 0)

@@ -242,10 +242,18 @@ bool cluster_self_recorded(struct cluster *c);
  * @out (free with bcn_free). */
 int cluster_backup(struct cluster *c, void **out, size_t *len) BCN_MUST_CHECK;
 /* Leader only. Verify @buf (borrowed) and replace the state of every server
- * with it, through the log. BCN_ECORRUPT if it does not verify; then
- * nothing changes. */
+ * with it, through the log. BCN_ECORRUPT if it does not verify, BCN_EINVAL
+ * with the reason in @why (@cap bytes) if the image is not one every
+ * server can load and keep applying to (raft/image.h); then nothing
+ * changes. */
 int cluster_restore(struct cluster *c, const void *buf, size_t len,
-		    struct cluster_req *req, cluster_req_cb cb) BCN_MUST_CHECK;
+		    struct cluster_req *req, cluster_req_cb cb, char *why,
+		    size_t cap) BCN_MUST_CHECK;
+
+/* The table of servers (name, addresses) kept beside the KV store and the
+ * catalog in the state database; with theirs, the schema of a state image
+ * (raft/image.h). */
+extern const char cluster_servers_schema[];
 
 /* Snapshot file format shared by raft snapshots and backups:
  * "BCNSNAP2" | u64 index | u64 term | u64 length | 16-byte XXH3-128 |

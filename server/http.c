@@ -744,12 +744,18 @@ static void propose_cb(struct cluster_req *req, int status)
 void http_restore(struct http_req *r,
 		  void (*done)(struct http_req *r, int status))
 {
+	char why[256];
 	int rc;
 
 	r->write_done = done;
 	r->creq.data = r;
 	rc = cluster_restore(r->srv->cluster, r->body.data, r->body.len,
-			     &r->creq, propose_cb);
+			     &r->creq, propose_cb, why, sizeof why);
+	if (rc == BCN_EINVAL) {
+		http_reply_text(
+		    r, 400, "Snapshot refused: %s; nothing was restored", why);
+		return;
+	}
 	if (rc != 0) {
 		http_reply_err(r, rc);
 		return;

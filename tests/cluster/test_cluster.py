@@ -8,10 +8,13 @@ Run with Debian's interpreter:
         tests/cluster/test_cluster.py
 """
 
+import ctypes
 import os
 import re
 import shutil
 import signal
+import sqlite3
+import struct
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -583,6 +586,103 @@ def test_backup_and_restore(cluster):
             assert r.status_code == 400, (s.name, len(bad), r.status_code,
                                           r.content[:200])
     assert_same_data(cluster, "backup/", expected)
+
+
+class _XXH128(ctypes.Structure):
+    _fields_ = [("low64", ctypes.c_uint64), ("high64", ctypes.c_uint64)]
+
+
+def seal_backup(image, like):
+    """A backup file around a SQLite `image`, with the header of backup
+    `like` and a correct checksum: what a client who knows the format can
+    send (the checksum detects damage, it is no signature)."""
+    xxh = ctypes.CDLL("libxxhash.so.0")
+    xxh.XXH3_128bits.restype = _XXH128
+    xxh.XXH3_128bits.argtypes = [ctypes.c_char_p, ctypes.c_size_t]
+    h = xxh.XXH3_128bits(image, len(image))
+    return (like[:24] + struct.pack(">Q", len(image)) +
+            struct.pack(">QQ", h.high64, h.low64) + bytes(16) + image)
+
+
+def edited_image(backup, tmp_path, name, *sql):
+    """The SQLite image of `backup` after running `sql` on a copy."""
+    (n,) = struct.unpack(">Q", backup[24:32])
+    path = tmp_path / (name + ".db")
+    path.write_bytes(backup[64:64 + n])
+    db = sqlite3.connect(str(path))
+    try:
+        for stmt in sql:
+            db.execute(stmt)
+        db.commit()
+    finally:
+        db.close()
+    return path.read_bytes()
+
+
+def test_restore_refuses_an_image_that_would_stop_the_servers(cluster,
+                                                              tmp_path):
+    """Every server applies a restore from the log; an image that does not
+    load, or that makes later writes fail (a trigger, a stricter index, a
+    table of another shape), would stop all of them, again at every
+    restart.  The leader refuses it with 400 and the reason; nothing
+    changes and the cluster keeps taking writes."""
+    put_ok(cluster.servers[0], "img/k", b"v")
+    follower = cluster.followers()[0]
+    backup = follower.get("/v1/snapshot", timeout=30).content
+    (n,) = struct.unpack(">Q", backup[24:32])
+    image = backup[64:64 + n]
+    path = tmp_path / "orig.db"
+    path.write_bytes(image)
+    db = sqlite3.connect(str(path))
+    tables = [r[0] for r in db.execute(
+        "SELECT name FROM sqlite_schema WHERE type = 'table' AND "
+        "name NOT LIKE 'sqlite_%' ORDER BY name")]
+    cols = {t: [r[1] for r in db.execute("PRAGMA table_info(%s)" % t)]
+            for t in tables}
+    db.close()
+    kv = "kv" if "kv" in tables else tables[0]
+    damaged = bytearray(image)       # b-tree page headers overwritten
+    for off in range(4096, len(damaged), 4096):
+        damaged[off:off + 8] = b"\xa5" * 8
+    cases = {
+        "trigger": edited_image(
+            backup, tmp_path, "trigger",
+            "CREATE TRIGGER no_writes BEFORE INSERT ON %s "
+            "BEGIN SELECT RAISE(ABORT, 'no'); END" % kv),
+        "index": edited_image(
+            backup, tmp_path, "index",
+            "CREATE UNIQUE INDEX one_value ON %s(%s)" % (kv, cols[kv][-1])),
+        "table": edited_image(
+            backup, tmp_path, "table", "CREATE TABLE extra(x)"),
+        "shape": edited_image(
+            backup, tmp_path, "shape",
+            "ALTER TABLE %s ADD COLUMN surprise INTEGER NOT NULL "
+            "DEFAULT 1" % kv),
+        "view": edited_image(
+            backup, tmp_path, "view",
+            "CREATE VIEW v AS SELECT * FROM %s" % kv),
+        "damaged": bytes(damaged),
+        "not a database": bytes(range(256)) * 64,
+    }
+    for what, img in cases.items():
+        bad = seal_backup(img, backup)
+        for srv in (follower, cluster.leader()):
+            r = srv.put("/v1/snapshot", data=bad, timeout=30)
+            assert r.status_code == 400, (what, srv.name, r.status_code,
+                                          r.content[:300])
+            assert r.content.startswith(b"Snapshot refused: "), (
+                what, r.content[:300])
+            assert b"nothing was restored" in r.content, r.content[:300]
+        print("\n%-15s -> %s" % (what, r.content.decode()))
+    # The same image resealed unchanged is accepted: the check is on the
+    # content, not on who made the file.
+    r = cluster.leader().put("/v1/snapshot", data=seal_backup(image, backup),
+                             timeout=30)
+    assert r.status_code == 200, (r.status_code, r.content[:300])
+    put_ok(cluster.servers[2], "img/after", b"a")
+    assert_same_data(cluster, "img/", {"img/k": b"v", "img/after": b"a"})
+    for srv in cluster.servers:
+        srv.check_alive()
 
 
 # ---- 10. members ------------------------------------------------------------------
