@@ -232,11 +232,14 @@ class Node:
         after it is elected; until then the agent's own node is unknown
         (a session create answers 500 "Missing node registration", as
         Consul's does before its first sync).  With ACLs on, an anonymous
-        read may not see it: do not wait then."""
+        read may not see it, and a request-rate limit may refuse the read
+        (429): do not wait then."""
         if "--acl-enabled" in self.extra_args:
             return True
         r = self.http.get(self.url + "/v1/catalog/node/" + self.name,
                           timeout=1)
+        if r.status_code == 429:
+            return True
         return r.status_code == 200 and r.json() is not None
 
     def stop(self, timeout=STOP_TIMEOUT):
