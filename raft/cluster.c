@@ -724,42 +724,14 @@ static int fsm_snapshot_finalize(struct raft_fsm *fsm,
 /* Replace the whole state with a snapshot image. */
 static int load_image(struct cluster *c, const void *img, size_t len)
 {
-	sqlite3 *tmp = NULL;
-	sqlite3_backup *bk;
-	unsigned char *copy;
 	int rc;
 
-	rc = sqlite3_open_v2(":memory:", &tmp,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL);
-	if (rc != SQLITE_OK)
-		goto out;
-	copy = sqlite3_malloc64(len);
-	if (copy == NULL) {
-		rc = SQLITE_NOMEM;
-		goto out;
-	}
-	memcpy(copy, img, len);
-	rc = sqlite3_deserialize(
-	    tmp, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
-	    SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_READONLY);
-	if (rc != SQLITE_OK)
-		goto out;
 	batch_commit(c);
-	bk = sqlite3_backup_init(c->db, "main", tmp, "main");
-	if (bk == NULL) {
-		rc = sqlite3_errcode(c->db);
-		goto out;
-	}
-	rc = sqlite3_backup_step(bk, -1);
-	sqlite3_backup_finish(bk);
-	rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
-out:
-	sqlite3_close(tmp); /* harmless on NULL */
-	if (rc != SQLITE_OK)
-		return BCN_ECORRUPT;
+	rc = image_load(c->db, img, len);
 	/* An image from an older version may lack newer tables or
 	 * indexes. */
-	rc = exec(c->db, cluster_servers_schema);
+	if (rc == 0)
+		rc = exec(c->db, cluster_servers_schema);
 	if (rc == 0)
 		rc = kv_store_migrate(c->kv);
 	return rc == 0 ? cat_store_migrate(c->cat) : rc;
@@ -1870,7 +1842,6 @@ int cluster_restore(struct cluster *c, const void *buf, size_t len,
 	rc = cluster_snapshot_verify(buf, len, &off, &ilen, NULL);
 	if (rc != 0)
 		return rc;
-	batch_commit(c);
 	rc = image_check(c->db, (const uint8_t *)buf + off, ilen, why, cap);
 	if (rc != 0) {
 		bcn_warn(MOD, "restore refused: %s", why);

@@ -244,34 +244,73 @@ static int check_kv(struct kv_store *kv, char *why, size_t cap)
 	return rc;
 }
 
-/* Load a private, writable copy as a server would (missing tables
- * created) and read everything back through the stores. */
-static int check_content(const void *img, size_t len, char *why, size_t cap)
+/* A private, writable copy of @img in @out, with SQLite's advice for a
+ * database from elsewhere: no schema-defined functions with side effects,
+ * no writes to the schema, every cell size checked. */
+static int open_copy(const void *img, size_t len, sqlite3 **out, char *why,
+		     size_t cap)
 {
-	char errmsg[BCN_ERRMSG_LEN];
-	struct kv_store *kv = NULL;
-	struct cat_store *cat = NULL;
 	unsigned char *copy;
 	sqlite3 *db = NULL;
 	int rc;
 
+	*out = NULL;
 	if (sqlite3_open_v2(":memory:", &db,
 			    SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY,
 			    NULL) != SQLITE_OK ||
 	    (copy = sqlite3_malloc64(len)) == NULL) {
-		rc = BCN_ENOMEM;
-		goto out;
+		sqlite3_close(db);
+		return BCN_ENOMEM;
 	}
 	memcpy(copy, img, len);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
 	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	if (sqlite3_deserialize(
-		db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
-		SQLITE_DESERIALIZE_FREEONCLOSE |
-		    SQLITE_DESERIALIZE_RESIZEABLE) != SQLITE_OK) {
-		rc = BCN_ENOMEM;
-		goto out;
+	rc = sqlite3_deserialize(
+	    db, "main", copy, (sqlite3_int64)len, (sqlite3_int64)len,
+	    SQLITE_DESERIALIZE_FREEONCLOSE | SQLITE_DESERIALIZE_RESIZEABLE);
+	if (rc == SQLITE_OK)
+		rc = sqlite3_exec(db, "PRAGMA cell_size_check = ON", NULL, NULL,
+				  NULL);
+	if (rc != SQLITE_OK) {
+		rc = nomem(rc) ? BCN_ENOMEM
+			       : refuse(why, cap, "not a database: %s",
+					sqlite3_errmsg(db));
+		sqlite3_close(db);
+		return rc;
 	}
+	*out = db;
+	return 0;
+}
+
+/* @pragma reads the same on @db as on @expected. */
+static int same_pragma(sqlite3 *expected, sqlite3 *db, const char *pragma,
+		       char *why, size_t cap)
+{
+	char sql[64], have[64], want[64];
+	int rc;
+
+	snprintf(sql, sizeof sql, "PRAGMA %s", pragma);
+	rc = query_text(db, sql, have, sizeof have);
+	if (rc != SQLITE_OK)
+		return nomem(rc) ? BCN_ENOMEM
+				 : refuse(why, cap, "not a database: %s",
+					  sqlite3_errmsg(db));
+	if (query_text(expected, sql, want, sizeof want) != SQLITE_OK)
+		return BCN_ENOMEM; /* our own database */
+	if (strcmp(have, want) != 0)
+		return refuse(why, cap, "%s %s, not %s", pragma, have, want);
+	return 0;
+}
+
+/* Complete the schema as a server does after a load and read everything
+ * back through the stores. */
+static int check_content(sqlite3 *db, char *why, size_t cap)
+{
+	char errmsg[BCN_ERRMSG_LEN];
+	struct kv_store *kv = NULL;
+	struct cat_store *cat = NULL;
+	int rc;
+
 	rc = sqlite3_exec(db, cluster_servers_schema, NULL, NULL, NULL);
 	if (rc != SQLITE_OK) {
 		rc = nomem(rc)
@@ -293,75 +332,29 @@ static int check_content(const void *img, size_t len, char *why, size_t cap)
 out:
 	kv_store_close(kv);
 	cat_store_close(cat);
-	sqlite3_close(db);
 	return rc;
 }
 
 int image_check(sqlite3 *expected, const void *img, size_t len, char *why,
 		size_t cap)
 {
-	char have[64], want[64], msg[256];
-	sqlite3 *db = NULL;
+	char msg[256];
+	sqlite3 *db;
 	int rc;
 
 	why[0] = '\0';
 	if (len < 512 || len > INT64_MAX)
 		return refuse(why, cap, "not a database (%zu bytes)", len);
-	rc = sqlite3_open_v2(":memory:", &db,
-			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL);
-	if (rc != SQLITE_OK) {
-		sqlite3_close(db);
-		return BCN_ENOMEM;
-	}
-	/* SQLite's advice for a database from elsewhere: no schema-defined
-	 * functions with side effects, no writes to the schema, every cell
-	 * size checked. Read only: the image is borrowed. */
-	sqlite3_db_config(db, SQLITE_DBCONFIG_DEFENSIVE, 1, NULL);
-	sqlite3_db_config(db, SQLITE_DBCONFIG_TRUSTED_SCHEMA, 0, NULL);
-	rc = sqlite3_deserialize(db, "main", (unsigned char *)(uintptr_t)img,
-				 (sqlite3_int64)len, (sqlite3_int64)len,
-				 SQLITE_DESERIALIZE_READONLY);
-	if (rc != SQLITE_OK) {
-		rc = nomem(rc) ? BCN_ENOMEM
-			       : refuse(why, cap, "not a database: %s",
-					sqlite3_errstr(rc));
-		goto out;
-	}
-	rc = query_text(db, "PRAGMA cell_size_check = ON", have, sizeof have);
-	if (rc == SQLITE_OK)
-		rc = query_text(db, "PRAGMA encoding", have, sizeof have);
-	if (rc != SQLITE_OK) {
-		rc = nomem(rc) ? BCN_ENOMEM
-			       : refuse(why, cap, "not a database: %s",
-					sqlite3_errmsg(db));
-		goto out;
-	}
-	if (query_text(expected, "PRAGMA encoding", want, sizeof want) !=
-	    SQLITE_OK) {
-		rc = BCN_ENOMEM;
-		goto out;
-	}
-	if (strcmp(have, want) != 0) {
-		rc = refuse(why, cap, "encoding %s, not %s", have, want);
-		goto out;
-	}
-	rc = query_text(db, "PRAGMA page_size", have, sizeof have);
-	if (rc == SQLITE_OK)
-		rc =
-		    query_text(expected, "PRAGMA page_size", want, sizeof want);
-	if (rc != SQLITE_OK) {
-		rc = nomem(rc) ? BCN_ENOMEM
-			       : refuse(why, cap, "not a database: %s",
-					sqlite3_errmsg(db));
-		goto out;
-	}
-	if (strcmp(have, want) != 0) {
-		rc = refuse(why, cap, "page size %s, not %s", have, want);
-		goto out;
-	}
-	/* The schema first: integrity_check evaluates the image's CHECK
-	 * constraints, which must be ours. */
-	rc = check_schema(expected, db, why, cap);
+	rc = open_copy(img, len, &db, why, cap);
+	if (rc != 0)
+		return rc;
+	rc = same_pragma(expected, db, "encoding", why, cap);
+	if (rc == 0)
+		rc = same_pragma(expected, db, "page_size", why, cap);
+	/* The schema before integrity_check, which evaluates the image's
+	 * CHECK constraints: they must be ours. */
+	if (rc == 0)
+		rc = check_schema(expected, db, why, cap);
 	if (rc != 0)
 		goto out;
 	rc = query_text(db, "PRAGMA integrity_check(1)", msg, sizeof msg);
@@ -375,8 +368,40 @@ int image_check(sqlite3 *expected, const void *img, size_t len, char *why,
 				  rc != SQLITE_OK ? sqlite3_errmsg(db) : msg);
 		goto out;
 	}
-	rc = check_content(img, len, why, cap);
+	rc = check_content(db, why, cap);
 out:
 	sqlite3_close(db);
 	return rc;
+}
+
+int image_load(sqlite3 *dst, const void *img, size_t len)
+{
+	sqlite3 *src = NULL;
+	sqlite3_backup *bk;
+	int rc;
+
+	if (len > INT64_MAX)
+		return BCN_ECORRUPT;
+	rc = sqlite3_open_v2(":memory:", &src,
+			     SQLITE_OPEN_READWRITE | SQLITE_OPEN_MEMORY, NULL);
+	/* Borrowed and read only: the backup only reads it. */
+	if (rc == SQLITE_OK)
+		rc = sqlite3_deserialize(src, "main",
+					 (unsigned char *)(uintptr_t)img,
+					 (sqlite3_int64)len, (sqlite3_int64)len,
+					 SQLITE_DESERIALIZE_READONLY);
+	if (rc == SQLITE_OK) {
+		bk = sqlite3_backup_init(dst, "main", src, "main");
+		if (bk == NULL) {
+			rc = sqlite3_errcode(dst);
+		} else {
+			rc = sqlite3_backup_step(bk, -1);
+			sqlite3_backup_finish(bk);
+			rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+		}
+	}
+	sqlite3_close(src); /* harmless on NULL */
+	if (rc == SQLITE_OK)
+		return 0;
+	return nomem(rc) ? BCN_ENOMEM : BCN_ECORRUPT;
 }

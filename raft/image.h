@@ -27,3 +27,8 @@ struct sqlite3;
  * BCN_ENOMEM. */
 int image_check(struct sqlite3 *expected, const void *img, size_t len,
 		char *why, size_t cap) BCN_MUST_CHECK;
+
+/* Replace the content of @dst's main database with @img (borrowed): 0,
+ * BCN_ECORRUPT if SQLite cannot read it, BCN_ENOMEM. The caller completes
+ * the schema (the stores' migrate functions). */
+int image_load(struct sqlite3 *dst, const void *img, size_t len) BCN_MUST_CHECK;

@@ -69,39 +69,19 @@ static bool fine(int rc)
 	return rc == 0 || rc == BCN_ENOMEM;
 }
 
-/* As load_image() in raft/cluster.c: the image replaces the database. */
+/* As load_image() in raft/cluster.c: the image replaces the database,
+ * then the schema is completed. */
 static bool load(struct state *s, const uint8_t *data, size_t size)
 {
-	sqlite3 *tmp = NULL;
-	sqlite3_backup *bk;
-	unsigned char *copy;
-	int rc;
+	int rc = image_load(s->db, data, size);
 
-	if (sqlite3_open(":memory:", &tmp) != SQLITE_OK ||
-	    (copy = sqlite3_malloc64(size)) == NULL) {
-		sqlite3_close(tmp);
+	if (rc == BCN_ENOMEM)
 		return false;
-	}
-	memcpy(copy, data, size);
-	if (sqlite3_deserialize(tmp, "main", copy, (sqlite3_int64)size,
-				(sqlite3_int64)size,
-				SQLITE_DESERIALIZE_FREEONCLOSE |
-				    SQLITE_DESERIALIZE_READONLY) != SQLITE_OK)
-		abort(); /* it passed the check */
-	bk = sqlite3_backup_init(s->db, "main", tmp, "main");
-	if (bk == NULL)
-		abort();
-	rc = sqlite3_backup_step(bk, -1);
-	sqlite3_backup_finish(bk);
-	sqlite3_close(tmp);
-	if (rc == SQLITE_NOMEM)
-		return false;
-	if (rc != SQLITE_DONE)
-		abort();
-	if (sqlite3_exec(s->db, cluster_servers_schema, NULL, NULL, NULL) !=
+	if (rc != 0 ||
+	    sqlite3_exec(s->db, cluster_servers_schema, NULL, NULL, NULL) !=
 		SQLITE_OK ||
 	    !fine(kv_store_migrate(s->kv)) || !fine(cat_store_migrate(s->cat)))
-		abort();
+		abort(); /* it passed the check */
 	return true;
 }
 
