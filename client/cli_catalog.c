@@ -37,7 +37,7 @@ int cli_services(struct cli *c, int argc, char **argv)
 	struct cli_flag flags[] = {
 	    {"tags", CLI_BOOL, &tags, NULL, NULL, "also list each one's tags"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct cli_table t;
 	const char **names;
 	const char *name;
@@ -88,7 +88,7 @@ int cli_services(struct cli *c, int argc, char **argv)
 
 int cli_catalog_nodes(struct cli *c, int argc, char **argv)
 {
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct cli_table t;
 	json_t *root, *n;
 	size_t i;
@@ -122,7 +122,7 @@ int cli_catalog_nodes(struct cli *c, int argc, char **argv)
 
 int cli_catalog_dcs(struct cli *c, int argc, char **argv)
 {
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	json_t *root, *d;
 	size_t i;
 	int pos, rc;
@@ -163,7 +163,7 @@ int cli_health(struct cli *c, int argc, char **argv)
 	    {"tag", CLI_STR, &tag, NULL, "TAG", "only instances with this tag"},
 	};
 	struct beacon_instances l;
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct cli_table t;
 	int pos, rc;
 
@@ -327,7 +327,7 @@ int cli_register(struct cli *c, int argc, char **argv)
 	    {"status", CLI_STR, &status, NULL, "STATUS",
 	     "initial check status (passing, warning, critical)"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	json_t *list = NULL, *svc, *check = NULL;
 	char d[32];
 	size_t i;
@@ -466,7 +466,7 @@ int cli_deregister(struct cli *c, int argc, char **argv)
 	struct cli_flag flags[] = {
 	    {"id", CLI_STR, &id, NULL, "ID", "the service ID"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	int pos, rc;
 
 	if (!cli_parse(c, flags, N_OF(flags), argc, argv, &pos, &rc))
@@ -500,7 +500,7 @@ int cli_check(struct cli *c, int argc, char **argv)
 	enum beacon_health h = strcmp(verb, "pass") == 0   ? BEACON_PASSING
 			       : strcmp(verb, "warn") == 0 ? BEACON_WARNING
 							   : BEACON_CRITICAL;
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	int pos, rc;
 
 	if (!cli_parse(c, flags, N_OF(flags), argc, argv, &pos, &rc))
@@ -551,7 +551,7 @@ int cli_members(struct cli *c, int argc, char **argv)
 	    {"status", CLI_STR, &status_re, NULL, "REGEXP",
 	     "only members whose status matches"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct cli_table t;
 	regex_t re;
 	json_t *root, *e;

@@ -76,7 +76,7 @@ int cli_kv_get(struct cli *c, int argc, char **argv)
 	    {"base64", CLI_BOOL, &b64, NULL, NULL,
 	     "print values base64-encoded"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	int pos, rc;
 
 	if (!cli_parse(c, flags, N_OF(flags), argc, argv, &pos, &rc))
@@ -172,7 +172,7 @@ static int lock_put(struct cli *c, const char *key, const char *data,
 	char *esc = beacon_escape(key), *sesc = beacon_escape(session);
 	char *path = NULL, *query = NULL, *body = NULL;
 	struct beacon_req req = {.method = "PUT"};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	size_t n, blen = 0;
 	int rc = BEACON_ENOMEM;
 
@@ -236,7 +236,7 @@ int cli_kv_put(struct cli *c, int argc, char **argv)
 	    {"base64", CLI_BOOL, &b64, NULL, NULL,
 	     "DATA is base64: decode it first"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	char *data = NULL, *raw;
 	size_t len = 0;
 	const char *key;
@@ -309,7 +309,7 @@ int cli_kv_delete(struct cli *c, int argc, char **argv)
 	    {"modify-index", CLI_U64, &index, &index_set, "N",
 	     "the ModifyIndex for -cas"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	const char *key;
 	int pos, rc;
 
@@ -366,7 +366,7 @@ static void put_json_str(const char *s)
 int cli_kv_export(struct cli *c, int argc, char **argv)
 {
 	struct beacon_kv_list l;
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	const char *prefix;
 	int pos, rc;
 
@@ -459,7 +459,7 @@ int cli_kv_import(struct cli *c, int argc, char **argv)
 		const char *k = json_string_value(json_object_get(e, "key"));
 		json_t *v = json_object_get(e, "value");
 		json_t *f = json_object_get(e, "flags");
-		struct beacon_meta m;
+		struct beacon_meta m = {0};
 		size_t vlen = 0, kl = strlen(prefix) + strlen(k) + 2;
 		char *val = NULL, *key = malloc(kl);
 
@@ -582,7 +582,7 @@ static char *edit_file(const char *key, const char *val, size_t len)
 int cli_kv_edit(struct cli *c, int argc, char **argv)
 {
 	struct beacon_kv *kv = NULL;
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	const char *key, *old = "";
 	char *path = NULL, *text = NULL;
 	size_t old_len = 0, len;

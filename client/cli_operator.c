@@ -33,7 +33,7 @@ static int no_args(struct cli *c, int argc)
 
 int cli_raft_list_peers(struct cli *c, int argc, char **argv)
 {
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct cli_table t;
 	json_t *root, *s;
 	size_t i;
@@ -113,7 +113,7 @@ int cli_raft_remove_peer(struct cli *c, int argc, char **argv)
 	    {"address", CLI_STR, &address, NULL, "HOST:PORT",
 	     "the server's Raft address"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	int pos, rc;
 
 	if (!cli_parse(c, flags, N_OF(flags), argc, argv, &pos, &rc))
@@ -147,7 +147,7 @@ int cli_raft_transfer(struct cli *c, int argc, char **argv)
 	    {"id", CLI_STR, &id, NULL, "ID",
 	     "the server to lead (default: any other)"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	int pos, rc;
 
 	if (!cli_parse(c, flags, N_OF(flags), argc, argv, &pos, &rc))
@@ -264,7 +264,7 @@ static int write_file(const char *path, const char *buf, size_t len)
 int cli_snapshot_save(struct cli *c, int argc, char **argv)
 {
 	struct beacon_req req = {.path = "/v1/snapshot"};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct snap_info si;
 	const char *bad;
 	char *body = NULL;
@@ -314,7 +314,7 @@ int cli_snapshot_restore(struct cli *c, int argc, char **argv)
 	    .path = "/v1/snapshot",
 	    .content_type = "application/octet-stream",
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct snap_info si;
 	const char *bad;
 	char *buf;

@@ -99,7 +99,7 @@ int cli_secret(struct cli *c, int argc, char **argv)
 	    {"recurse", CLI_BOOL, &recurse, NULL, NULL,
 	     "delete: every secret under the prefix"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	char *path = NULL, *data = NULL;
 	size_t len = 0;
 	json_t *j = NULL;
@@ -225,7 +225,7 @@ int cli_acl(struct cli *c, int argc, char **argv)
 	    {"policy-name", CLI_LIST, &policies, NULL, "NAME",
 	     "token create: a policy (repeatable)"},
 	};
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	json_t *j = NULL, *body = NULL;
 	char *text = NULL, *dump = NULL;
 	size_t len;
@@ -285,7 +285,7 @@ int cli_acl(struct cli *c, int argc, char **argv)
 out:
 	json_decref(j);
 	json_decref(body);
-	free(dump);
+	beacon__json_free(dump);
 	free(text);
 	cli_list_free(&policies);
 	return rc;
@@ -297,7 +297,7 @@ out:
 int cli_session(struct cli *c, int argc, char **argv)
 {
 	bool destroy = strcmp(c->cmd->name, "session destroy") == 0;
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	json_t *j = NULL;
 	char *path;
 	int pos, rc;
@@ -390,7 +390,7 @@ static int stop_child(pid_t child)
 /* Does @sid still hold @key? 1 yes, 0 no, <0 could not tell. */
 static int holds(struct cli *c, const char *kpath, const char *sid)
 {
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	json_t *j = NULL;
 	int rc = cli_get_json(c, kpath, NULL, &j, &m), held;
 	const char *s;
@@ -417,8 +417,9 @@ int cli_lock(struct cli *c, int argc, char **argv)
 	     "(default 1s)"},
 	    {"name", CLI_STR, &name, NULL, "NAME", "the session's name"},
 	};
-	struct beacon_meta m;
-	char body[256], *kpath = NULL, *key = NULL, *rpath = NULL, sid[64];
+	struct beacon_meta m = {0};
+	char *body = NULL, *kpath = NULL, *key = NULL, *rpath = NULL, sid[64];
+	char ttl[32], delay[32];
 	json_t *j = NULL;
 	pid_t child = -1;
 	int pos, rc, st = 0;
@@ -435,9 +436,11 @@ int cli_lock(struct cli *c, int argc, char **argv)
 		argc--;
 		argv++;
 	}
-	if (argc < 2)
+	if (argc < 2 || argv[0][0] == '\0')
 		return cli_usage(c, "Usage: beacon lock [options] PREFIX -- "
 				    "COMMAND [ARGS...]");
+	if (ttl_ms < 10000 || ttl_ms > 86400000)
+		return cli_usage(c, "-ttl must be between 10s and 24h");
 	if ((rc = cli_connect(c, 10000)) != 0)
 		return rc;
 	/* Consul's layout: the lock is PREFIX/.lock. */
@@ -447,12 +450,17 @@ int cli_lock(struct cli *c, int argc, char **argv)
 	snprintf(key, strlen(argv[0]) + 8, "%s%s.lock", argv[0],
 		 argv[0][strlen(argv[0]) - 1] == '/' ? "" : "/");
 	kpath = path_of("/v1/kv/", key);
-	snprintf(
-	    body, sizeof body,
-	    "{\"Name\":\"%.100s\",\"TTL\":\"%llus\",\"LockDelay\":\"%llums\","
-	    "\"Behavior\":\"release\"}",
-	    name, (unsigned long long)(ttl_ms / 1000),
-	    (unsigned long long)delay_ms);
+	snprintf(ttl, sizeof ttl, "%llums", (unsigned long long)ttl_ms);
+	snprintf(delay, sizeof delay, "%llums", (unsigned long long)delay_ms);
+	j = json_pack("{s:s, s:s, s:s, s:s}", "Name", name, "TTL", ttl,
+		      "LockDelay", delay, "Behavior", "release");
+	body = j != NULL ? json_dumps(j, JSON_COMPACT) : NULL;
+	json_decref(j);
+	j = NULL;
+	if (kpath == NULL || body == NULL) {
+		rc = cli_fail(BEACON_ENOMEM, NULL, "Out of memory");
+		goto out;
+	}
 	rc = call(c, "PUT", "/v1/session/create", NULL, body, strlen(body), &j,
 		  &m);
 	if (rc != 0 || json_string_value(json_object_get(j, "ID")) == NULL) {
@@ -465,6 +473,10 @@ int cli_lock(struct cli *c, int argc, char **argv)
 	json_decref(j);
 	j = NULL;
 	rpath = path_of("/v1/session/renew/", sid);
+	if (rpath == NULL) {
+		rc = cli_fail(BEACON_ENOMEM, NULL, "Out of memory");
+		goto destroy;
+	}
 	signal(SIGINT, on_signal);
 	signal(SIGTERM, on_signal);
 	last_renew = now_ms();
@@ -477,13 +489,24 @@ int cli_lock(struct cli *c, int argc, char **argv)
 			break;
 		json_decref(j);
 		j = NULL;
+		/* Busy, or no leader for now: wait. Anything else (denied,
+		 * a bad key) will not change by waiting. */
+		if (rc != 0 && rc != BEACON_EUNAVAILABLE &&
+		    rc != BEACON_ESERVER) {
+			rc = cli_fail(rc, &m, "Failed to acquire %s", key);
+			goto destroy;
+		}
 		if (got_signal) {
 			rc = CLI_FAIL;
 			goto destroy;
 		}
 		if (now_ms() - last_renew > ttl_ms / 3) {
-			call(c, "PUT", rpath, NULL, NULL, 0, NULL, &m);
+			rc = call(c, "PUT", rpath, NULL, NULL, 0, NULL, &m);
 			last_renew = now_ms();
+			if (rc == BEACON_ENOTFOUND) {
+				rc = cli_fail(rc, &m, "The session is gone");
+				goto out; /* nothing to destroy */
+			}
 		}
 		sleep_ms(250);
 	}
@@ -495,8 +518,7 @@ int cli_lock(struct cli *c, int argc, char **argv)
 		/* Its own process group, so that stopping it stops
 		 * everything it started. */
 		setpgid(0, 0);
-		signal(SIGINT, SIG_DFL);
-		signal(SIGTERM, SIG_DFL);
+		signal(SIGPIPE, SIG_DFL); /* ignored by beacon, kept by exec */
 		execvp(argv[1], argv + 1);
 		fprintf(stderr, "beacon lock: cannot run %s: %s\n", argv[1],
 			strerror(errno));
@@ -554,6 +576,7 @@ destroy : {
 }
 out:
 	json_decref(j);
+	beacon__json_free(body);
 	free(key);
 	free(kpath);
 	free(rpath);

@@ -400,7 +400,7 @@ static int stop_child(pid_t pid, int sig, uint64_t timeout_ms, int sfd)
 static char **initial_env(struct cli *c, const char *prefix, bool upcase,
 			  int *rc)
 {
-	struct beacon_meta m;
+	struct beacon_meta m = {0};
 	struct beacon_req req = {.query = "recurse"};
 	char *esc = beacon_escape(prefix), *path, *body = NULL, **env;
 	size_t len = 0, n;

@@ -124,6 +124,39 @@ def test_lock_runs_the_command_while_holding_the_lock(node, tmp_path):
     assert node.get("/v1/session/list").json() == []
 
 
+def test_lock_session_name_and_arguments(node, tmp_path):
+    a = addr(node)
+    for args in (["-ttl", "5s", "p", "--", "true"],
+                 ["-ttl", "25h", "p", "--", "true"],
+                 ["", "--", "true"]):
+        r = run("lock", *args, addrs=a)
+        assert r.rc == 2, (args, r.rc, r.err)
+    # The name goes into the session's JSON as a string, quotes and all;
+    # the command runs with SIGPIPE at its default (`yes` then dies of it
+    # quietly instead of failing on EPIPE).
+    name = 'x", "Behavior": "delete'
+    done = tmp_path / "done"
+    p = subprocess.Popen(
+        [str(CLI), "-http-addr", a, "lock", "-name", name, "jobs/q", "--",
+         "sh", "-c", "yes | head -n 1 >/dev/null; sleep 2; touch %s" % done],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=clean_env())
+    try:
+        sessions = wait_until(
+            lambda: node.get("/v1/session/list").json() or None, 10,
+            "the lock's session")
+        assert [s["Name"] for s in sessions] == [name]
+        assert sessions[0]["Behavior"] == "release"
+        out, err = p.communicate(timeout=30)
+    finally:
+        if p.poll() is None:
+            p.kill()
+            p.wait()
+    check_sanitizers(err.decode())
+    assert p.returncode == 0, err
+    assert done.exists()
+    assert b"Broken pipe" not in err, err
+
+
 def test_lock_stops_the_command_when_the_lock_is_lost(node, tmp_path):
     a = addr(node)
     started = tmp_path / "started"
