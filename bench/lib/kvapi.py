@@ -240,12 +240,17 @@ def cmd_load(api, server, n, conns, ops):
 
     def worker(k):
         conn = http.client.HTTPConnection(*split_addr(server), timeout=30)
-        for b in batches[k::conns]:
-            m, p, body, h = api.txn_put_request([(key, VALUE) for key in b])
-            status, _, data = call(conn, m, p, body, h)
-            if status != 200:
-                failed.append((status, data[:200]))
-        conn.close()
+        try:
+            for b in batches[k::conns]:
+                m, p, body, h = api.txn_put_request(
+                    [(key, VALUE) for key in b])
+                status, _, data = call(conn, m, p, body, h)
+                if status != 200:
+                    failed.append((status, data[:200]))
+        except Exception as e:   # a dead thread must not pass as loaded
+            failed.append(("exception", repr(e)))
+        finally:
+            conn.close()
 
     threads = [threading.Thread(target=worker, args=(k,)) for k in range(conns)]
     for t in threads:

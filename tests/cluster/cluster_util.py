@@ -200,7 +200,8 @@ class Server:
         return self.proc.pid if self.proc is not None else None
 
     def running(self):
-        return self.proc is not None and self.proc.poll() is None
+        p = self.proc            # another thread may clear it meanwhile
+        return p is not None and p.poll() is None
 
     def command(self):
         cmd = [str(BEACOND), "--node", self.name,

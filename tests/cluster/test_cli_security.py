@@ -163,13 +163,16 @@ def test_lock_stops_the_command_when_the_lock_is_lost(node, tmp_path):
     ended = tmp_path / "ended"
     p = lock_proc(a, "svc/leader",
                   "touch %s; sleep 60; touch %s" % (started, ended))
+    q = None
     try:
         wait_until(started.exists, 15, "the command to start")
         e = node.get("/v1/kv/svc/leader/.lock").json()[0]
         sid = e["Session"]
         # A second contender waits while the first holds the lock.
         q = lock_proc(a, "svc/leader", "echo second")
-        time.sleep(2)
+        wait_until(lambda: len(node.get("/v1/session/list").json()) == 2,
+                   10, "the second contender's session")
+        time.sleep(0.5)   # a few of its acquire attempts, all refused
         assert q.poll() is None, "the second contender did not wait"
         # The session is destroyed from outside: the command must stop.
         t0 = time.monotonic()
@@ -189,6 +192,6 @@ def test_lock_stops_the_command_when_the_lock_is_lost(node, tmp_path):
         assert q.returncode == 0 and out == b"second\n", err
     finally:
         for proc in (p, q):
-            if proc.poll() is None:
+            if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGKILL)
                 proc.wait(5)

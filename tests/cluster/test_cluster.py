@@ -345,7 +345,7 @@ def test_stopped_follower_catches_up_by_snapshot(cluster_factory):
     assert_same_data(cluster, "snap/", items)
 
 
-SNAP_PUT_DELAY = 6.0         # s: a follower's own snapshot writes take this long
+SNAP_PUT_DELAY = 10.0        # s: a follower's own snapshot writes take this long
 
 
 def test_install_snapshot_while_taking_one(cluster_factory):
