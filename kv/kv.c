@@ -330,6 +330,23 @@ static int max_of(sqlite3_stmt *st, uint64_t *out)
 	return rc == SQLITE_DONE ? 0 : sqlite_err(rc);
 }
 
+/* Whether @key exists, and its ModifyIndex, without copying the row. */
+static int peek(struct kv_store *s, const char *key, bool *exists,
+		uint64_t *modify_index)
+{
+	sqlite3_stmt *st = s->st[ST_GET];
+	int rc;
+
+	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
+	rc = sqlite3_step(st);
+	*exists = rc == SQLITE_ROW;
+	*modify_index = *exists ? (uint64_t)sqlite3_column_int64(st, 4)
+				: 0; /* ENTRY_COLS */
+	sqlite3_reset(st);
+	sqlite3_clear_bindings(st);
+	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_err(rc);
+}
+
 int kv_index(struct kv_store *s, const char *key, bool exact, uint64_t *index)
 {
 	char end[KV_MAX_KEY_LEN + 2];
@@ -337,15 +354,11 @@ int kv_index(struct kv_store *s, const char *key, bool exact, uint64_t *index)
 	int rc;
 
 	if (exact) {
-		sqlite3_stmt *st = s->st[ST_GET];
-		sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-		rc = sqlite3_step(st);
-		if (rc == SQLITE_ROW)
-			idx = (uint64_t)sqlite3_column_int64(st, 4);
-		sqlite3_reset(st);
-		sqlite3_clear_bindings(st);
-		if (rc != SQLITE_ROW && rc != SQLITE_DONE)
-			return sqlite_err(rc);
+		bool exists;
+
+		rc = peek(s, key, &exists, &idx);
+		if (rc != 0)
+			return rc;
 	} else {
 		rc = max_of(
 		    bind_range(s, ST_MAX, ST_MAX_OPEN, key, end, sizeof end),
@@ -683,23 +696,6 @@ static int do_delete_tree(struct kv_store *s, const char *prefix,
 	return rc;
 }
 
-/* Whether @key exists, and its ModifyIndex, without copying the row. */
-static int peek(struct kv_store *s, const char *key, bool *exists,
-		uint64_t *modify_index)
-{
-	sqlite3_stmt *st = s->st[ST_GET];
-	int rc;
-
-	sqlite3_bind_text(st, 1, key, -1, SQLITE_STATIC);
-	rc = sqlite3_step(st);
-	*exists = rc == SQLITE_ROW;
-	*modify_index = *exists ? (uint64_t)sqlite3_column_int64(st, 4)
-				: 0; /* ENTRY_COLS */
-	sqlite3_reset(st);
-	sqlite3_clear_bindings(st);
-	return rc == SQLITE_ROW || rc == SQLITE_DONE ? 0 : sqlite_err(rc);
-}
-
 /* Run one op. Returns 0, 1 for a failed check (reported in @res), or a
  * negative error. */
 static int run_op(struct kv_store *s, const struct kv_op *op, size_t i,
@@ -709,31 +705,32 @@ static int run_op(struct kv_store *s, const struct kv_op *op, size_t i,
 	bool exists;
 	int rc;
 
-	if (op->verb == KV_GET_TREE) {
+	/* Ops that check nothing here read nothing first (KV_SET is the hot
+	 * path; the lock ops read the row themselves). */
+	switch (op->verb) {
+	case KV_GET_TREE:
 		if (res == NULL || !res->want_entries)
 			return 0;
 		return kv_list(s, op->key, false, &res->entries, NULL);
-	}
-	if (op->verb == KV_DELETE_TREE)
+	case KV_DELETE_TREE:
 		return do_delete_tree(s, op->key, index);
-	if (op->verb == KV_SET) {
-		/* The hot path: nothing to check, so nothing to read. */
+	case KV_SET:
 		rc = kv_int_put(s, op, index);
 		return rc != 0 ? rc : kv_int_result_add(s, res, op->key, false);
+	case KV_LOCK:
+	case KV_UNLOCK:
+	case KV_CHECK_SESSION:
+		return kv_int_lock_op(s, op, i, index, res);
+	case KV_DELETE:
+		return kv_int_delete(s, op->key, index);
+	default:
+		break;
 	}
 
 	rc = peek(s, op->key, &exists, &cur_index);
 	if (rc != 0)
 		return rc;
-
 	switch (op->verb) {
-	case KV_LOCK:
-	case KV_UNLOCK:
-	case KV_CHECK_SESSION:
-		return kv_int_lock_op(s, op, i, index, res);
-	case KV_SET:
-		rc = kv_int_put(s, op, index);
-		return rc != 0 ? rc : kv_int_result_add(s, res, op->key, false);
 	case KV_CAS:
 		if (op->index == 0 ? exists : cur_index != op->index)
 			return kv_int_fail(
@@ -761,8 +758,6 @@ static int run_op(struct kv_store *s, const struct kv_op *op, size_t i,
 			return kv_int_fail(res, i, "key \"%s\" exists",
 					   op->key);
 		return 0;
-	case KV_DELETE:
-		return kv_int_delete(s, op->key, index);
 	case KV_DELETE_CAS:
 		if (!exists)
 			return 0; /* Consul: nothing to delete is a success */

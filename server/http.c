@@ -738,7 +738,10 @@ static void propose_cb(struct cluster_req *req, int status)
 		return;
 	}
 	r->write_done(r, status);
-	kv_result_close(&req->result);
+	/* @write_done may have proposed again on the same request (a ?ttl
+	 * PUT: session, then write): that result is in flight. */
+	if (!r->proposing)
+		kv_result_close(&req->result);
 }
 
 void http_restore(struct http_req *r,

@@ -239,25 +239,26 @@ static bool conflicting(struct http_req *r, const char *const *names, size_t n)
 
 #define TTL_SESSION_PREFIX "kv-ttl:"
 
-/* The session that keeps @key alive, if any. */
+/* The session that keeps @key alive, if any: the key's holder, when it is
+ * the key's own TTL session (a lock by another session is not one). */
 static bool ttl_session_of(struct http_req *r, const char *key, char *id)
 {
-	struct kv_session_list l = {0};
-	bool found = false;
+	struct kv_store *kv = cluster_kv(r->srv->cluster);
+	struct kv_entry e;
+	struct kv_session sess;
 	size_t plen = strlen(TTL_SESSION_PREFIX);
+	bool found = false;
 
-	if (kv_session_list(cluster_kv(r->srv->cluster), NULL, &l) != 0)
+	if (kv_get(kv, key, &e, NULL) != 0)
 		return false;
-	for (size_t i = 0; i < l.n && !found; i++) {
-		const char *n = l.items[i].name;
-		if (strncmp(n, TTL_SESSION_PREFIX, plen) == 0 &&
-		    strcmp(n + plen, key) == 0) {
-			snprintf(id, KV_SESSION_ID_LEN + 1, "%s",
-				 l.items[i].id);
-			found = true;
-		}
+	if (e.session != NULL && kv_session_get(kv, e.session, &sess) == 0) {
+		found = strncmp(sess.name, TTL_SESSION_PREFIX, plen) == 0 &&
+			strcmp(sess.name + plen, key) == 0;
+		if (found)
+			snprintf(id, KV_SESSION_ID_LEN + 1, "%s", sess.id);
+		kv_session_close(&sess);
 	}
-	kv_session_list_close(&l);
+	kv_entry_close(&e);
 	return found;
 }
 
